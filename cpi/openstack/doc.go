@@ -1,0 +1,2 @@
+// Package openstack is the OpenStack CPI, built on gophercloud.
+package openstack
