@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -198,3 +199,11 @@ type Lock struct {
 	Since      time.Time     `json:"since"`
 	Age        time.Duration `json:"age"`
 }
+
+var (
+	// ErrNotFound: no such object.
+	ErrNotFound = errors.New("not found")
+	// ErrTaskLost: the worker no longer holds the task: it was taken over after its
+	// heartbeat went stale, or it already ended.
+	ErrTaskLost = errors.New("task no longer held by this worker")
+)

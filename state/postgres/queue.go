@@ -10,12 +10,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// The store's errors are state's, so that callers need not import this package to test them.
 var (
-	// ErrNotFound: no such row.
-	ErrNotFound = errors.New("not found")
-	// ErrLost: the worker no longer holds the task: it was taken over after its heartbeat
-	// went stale, or it already finished.
-	ErrLost = errors.New("task no longer held by this worker")
+	ErrNotFound = state.ErrNotFound
+	ErrLost     = state.ErrTaskLost
 )
 
 const taskColumns = `id, type, deployment, state, description, params, result, username,
