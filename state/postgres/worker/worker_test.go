@@ -99,7 +99,9 @@ func TestPoolDispatchesByType(t *testing.T) {
 			}
 			return "did " + task.Deployment, nil
 		},
-		"fails":  func(context.Context, state.Task, func(state.TaskEvent) error) (string, error) { return "", errors.New("cloud said no") },
+		"fails": func(context.Context, state.Task, func(state.TaskEvent) error) (string, error) {
+			return "", errors.New("cloud said no")
+		},
 		"panics": func(context.Context, state.Task, func(state.TaskEvent) error) (string, error) { panic("boom") },
 	}
 	start(t, worker.New(s, handlers, fast, slog.New(slog.DiscardHandler)))
