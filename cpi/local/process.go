@@ -1,0 +1,168 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func randRead(b []byte) { rand.Read(b) }
+
+// startAgent starts the VM's agent detached: its own session, stdio on a log file in
+// the VM, and a minimal environment (the director's may hold secrets).
+func (c *CPI) startAgent(root string) error {
+	logf, err := os.OpenFile(filepath.Join(root, agentLogRel), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(c.cfg.AgentPath, "--settings", filepath.Join(root, settingsRel), "--root", root)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = []string{"PATH=" + envOr("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "TMPDIR=" + os.TempDir()}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	// Reap it if it dies while we live; after we exit, init does.
+	go cmd.Wait() //nolint:errcheck
+	if err := writeFileAtomic(filepath.Join(root, "agent.pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+		stopSession(context.Background(), cmd.Process.Pid, 0)
+		return fmt.Errorf("record agent pid: %w", err)
+	}
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// stopAgent ends every process of the VM's session. An agent that already died (the
+// VM crashed) is not an error; its jobs, still in its session, are stopped all the
+// same.
+func (c *CPI) stopAgent(ctx context.Context, root string) error {
+	b, err := os.ReadFile(filepath.Join(root, "agent.pid"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a crash before the agent started
+	}
+	if err != nil {
+		return err
+	}
+	sid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || sid <= 1 {
+		return fmt.Errorf("agent.pid holds %q, not a process id", bytes.TrimSpace(b))
+	}
+	// A live session leader that is not our agent means the pid was reused after a
+	// crash: nothing of this VM is left to stop.
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", sid)); err == nil && procState(sid) != 'Z' {
+		if !bytes.Contains(cmdline, []byte(filepath.Join(root, settingsRel))) {
+			return nil
+		}
+	}
+	return stopSession(ctx, sid, c.cfg.StopGrace)
+}
+
+// stopSession sends SIGTERM to every live process of session sid, SIGKILL to those
+// left after grace, and waits until none is left or ctx is done.
+func stopSession(ctx context.Context, sid int, grace time.Duration) error {
+	procs := sessionProcs(sid)
+	if len(procs) == 0 {
+		return nil
+	}
+	signalAll(procs, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	wait := 2 * time.Millisecond
+	killed := false
+	for {
+		procs = sessionProcs(sid)
+		if len(procs) == 0 {
+			return nil
+		}
+		if !killed && !time.Now().Before(deadline) {
+			signalAll(procs, syscall.SIGKILL)
+			killed = true
+		} else if killed {
+			signalAll(procs, syscall.SIGKILL) // processes forked since
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d processes of session %d still running: %w", len(procs), sid, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 100*time.Millisecond)
+	}
+}
+
+func signalAll(pids []int, sig syscall.Signal) {
+	for _, p := range pids {
+		syscall.Kill(p, sig)
+	}
+}
+
+// sessionProcs lists the live (not zombie) processes whose session id is sid.
+func sessionProcs(sid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readStat(pid)
+		if err != nil || st.session != sid || st.state == 'Z' || st.state == 'X' {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
+}
+
+type procStat struct {
+	state   byte
+	session int
+}
+
+// readStat parses /proc/<pid>/stat: "pid (comm) state ppid pgrp session …"; comm may
+// hold spaces and parentheses, so fields are counted after the last ')'.
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 4 {
+		return procStat{}, errors.New("malformed stat")
+	}
+	sess, err := strconv.Atoi(f[3])
+	if err != nil {
+		return procStat{}, err
+	}
+	return procStat{state: f[0][0], session: sess}, nil
+}
+
+func procState(pid int) byte {
+	st, err := readStat(pid)
+	if err != nil {
+		return 'X'
+	}
+	return st.state
+}
