@@ -221,7 +221,10 @@ type Process struct {
 	Uptime *Uptime  `json:"uptime,omitempty"`
 	Mem    *ProcMem `json:"mem,omitempty"`
 	CPU    *ProcCPU `json:"cpu,omitempty"`
-	// LogTail is a Bosun extension: the end of a failing process's stderr/stdout.
+	// Bosun extensions: the job the process belongs to, its pid, and for a failing
+	// process why it failed and the end of its stderr/stdout.
+	Job     string `json:"job,omitempty"`
+	PID     int    `json:"pid,omitempty"`
 	LogTail string `json:"log_tail,omitempty"`
 }
 
