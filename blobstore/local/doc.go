@@ -1,2 +1,0 @@
-// Package local stores blobs as files named by their sha256 digest.
-package local
