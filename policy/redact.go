@@ -11,7 +11,7 @@ import (
 )
 
 // Redacted replaces every secret value in the input policies see.
-const Redacted = "<redacted>"
+const Redacted = "[redacted]"
 
 // secretWords mark a map key whose value is a secret, matched against the key lowercased
 // with '-' read as '_'. BOSH names its credentials this way (password, private_key of a
@@ -34,7 +34,7 @@ func SecretKey(k string) bool {
 }
 
 // Redact returns a copy of v, a document decoded from YAML or JSON, in which these are
-// replaced by "<redacted>" (keys are kept, so policies can still test for presence):
+// replaced by "[redacted]" (keys are kept, so policies can still test for presence):
 //   - the whole value under any map key for which SecretKey is true;
 //   - every string equal to one of secrets (the values of interpolated variables);
 //   - every string holding a PEM private key ("-----BEGIN … PRIVATE KEY-----").
