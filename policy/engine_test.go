@@ -144,8 +144,8 @@ func TestEvaluateFailsClosed(t *testing.T) {
 	}{
 		{"builtin error", "package policies.p\n\ndeny contains msg if {\n\tn := to_number(input.commit.sha)\n\tmsg := sprintf(\"%d\", [n])\n}\n", nil, []string{"policies/p.rego:4", "to_number"}},
 		{"conflicting outputs", "package policies.p\n\ndeny := x if { x := \"a\" }\n\ndeny := x if { x := \"b\" }\n", nil, []string{"policies/p.rego", "conflict"}},
-		{"timeout", "package policies.p\n\ndeny contains msg if {\n\txs := [x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := i * j]\n\tcount(xs) < 0\n\tmsg := \"never\"\n}\n", []Option{WithLimits(20 * time.Millisecond, 0)}, []string{"policies.p.deny", "policies/p.rego:3", "exceeded 20ms"}},
-		{"memory", "package policies.p\n\ndeny contains msg if {\n\txs := [x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := sprintf(\"%d-%d\", [i, j])]\n\tcount(xs) < 0\n\tmsg := \"never\"\n}\n", []Option{WithLimits(time.Minute, 8 << 20)}, []string{"policies/p.rego:3", "heap by more than 8 MiB"}},
+		{"timeout", "package policies.p\n\ndeny contains msg if {\n\txs := [x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := i * j]\n\tcount(xs) < 0\n\tmsg := \"never\"\n}\n", []Option{WithLimits(20*time.Millisecond, 0)}, []string{"policies.p.deny", "policies/p.rego:3", "exceeded 20ms"}},
+		{"memory", "package policies.p\n\ndeny contains msg if {\n\txs := [x | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); x := sprintf(\"%d-%d\", [i, j])]\n\tcount(xs) < 0\n\tmsg := \"never\"\n}\n", []Option{WithLimits(time.Minute, 8<<20)}, []string{"policies/p.rego:3", "heap by more than 8 MiB"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
