@@ -44,11 +44,10 @@ const (
 
 // endpoint is a Remote resolved for go-git: the URL without userinfo secrets and the auth.
 type endpoint struct {
-	url     string
-	auth    transport.AuthMethod
-	kind    kind
-	dir     string // local repository directory, for kindLocal
-	display string
+	url  string
+	auth transport.AuthMethod
+	kind kind
+	dir  string // local repository directory, for kindLocal
 }
 
 func (r Remote) resolve() (endpoint, error) {
@@ -59,7 +58,7 @@ func (r Remote) resolve() (endpoint, error) {
 	switch {
 	case strings.HasPrefix(raw, "file://"):
 		dir := strings.TrimPrefix(raw, "file://")
-		return endpoint{url: "file://" + dir, kind: kindLocal, dir: dir, display: "file://" + dir}, nil
+		return endpoint{url: "file://" + dir, kind: kindLocal, dir: dir}, nil
 	case strings.Contains(raw, "://"):
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -74,7 +73,7 @@ func (r Remote) resolve() (endpoint, error) {
 		}
 		switch u.Scheme {
 		case "http", "https":
-			e := endpoint{kind: kindHTTP, display: u.String()}
+			e := endpoint{kind: kindHTTP}
 			name := r.Username
 			if name == "" {
 				name = user
@@ -93,7 +92,7 @@ func (r Remote) resolve() (endpoint, error) {
 			}
 			return e, nil
 		case "ssh":
-			e := endpoint{url: u.String(), kind: kindSSH, display: u.String()}
+			e := endpoint{url: u.String(), kind: kindSSH}
 			auth, err := r.sshAuth(cmpOr(user, "git"))
 			if err != nil {
 				return endpoint{}, err
@@ -112,13 +111,13 @@ func (r Remote) resolve() (endpoint, error) {
 		if err != nil {
 			return endpoint{}, err
 		}
-		return endpoint{url: raw, auth: auth, kind: kindSSH, display: raw}, nil
+		return endpoint{url: raw, auth: auth, kind: kindSSH}, nil
 	default:
 		dir, err := filepath.Abs(raw)
 		if err != nil {
 			return endpoint{}, fmt.Errorf("repository path %s: %w", raw, err)
 		}
-		return endpoint{url: "file://" + dir, kind: kindLocal, dir: dir, display: dir}, nil
+		return endpoint{url: "file://" + dir, kind: kindLocal, dir: dir}, nil
 	}
 }
 
@@ -220,4 +219,11 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// Endpoint resolves r for go-git: the URL stripped of any password, and the auth carrying
+// the credentials. Errors from go-git calls made with them must go through Redact.
+func (r Remote) Endpoint() (string, transport.AuthMethod, error) {
+	e, err := r.resolve()
+	return e.url, e.auth, err
 }
