@@ -161,7 +161,8 @@ func (r Remote) Redact(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := r.scrub(err.Error())
+	// go-git's http errors end in ": " when the server sent no reason.
+	msg := strings.TrimRight(r.scrub(err.Error()), ": ")
 	if msg == err.Error() {
 		return err
 	}
@@ -200,8 +201,10 @@ func (e *redacted) Error() string { return e.msg }
 func (e *redacted) Unwrap() error { return e.err }
 
 // explain turns go-git's transport sentinels into something an operator can act on.
-func explain(err error) string {
+func explain(err error, withAuth bool) string {
 	switch {
+	case withAuth && (errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed)):
+		return " (the credentials were refused: check the token or key and its access to this repository)"
 	case errors.Is(err, transport.ErrAuthenticationRequired):
 		return " (the repository wants credentials: set a token or ssh key)"
 	case errors.Is(err, transport.ErrAuthorizationFailed):

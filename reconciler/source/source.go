@@ -164,7 +164,7 @@ func (s *Source) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 		return plumbing.ZeroHash, fmt.Errorf("list refs of %s: the repository is empty (no branch %s yet)", s.remote, s.branch.Short())
 	}
 	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("list refs of %s: %w%s", s.remote, s.remote.Redact(err), explain(err))
+		return plumbing.ZeroHash, fmt.Errorf("list refs of %s: %w%s", s.remote, s.remote.Redact(err), explain(err, s.ep.auth != nil))
 	}
 	for _, ref := range refs {
 		if ref.Name() == s.branch {
@@ -192,7 +192,7 @@ func (s *Source) fetch(ctx context.Context, want plumbing.Hash) (plumbing.Hash, 
 		head, err = s.fetchOnce(ctx)
 	}
 	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("fetch %s of %s: %w%s", s.branch.Short(), s.remote, err, explain(err))
+		return plumbing.ZeroHash, fmt.Errorf("fetch %s of %s: %w%s", s.branch.Short(), s.remote, err, explain(err, s.ep.auth != nil))
 	}
 	s.log.Debug("fetched", "want", want.String(), "head", head.String())
 	return head, nil
