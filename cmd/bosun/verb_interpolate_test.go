@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// compatDir finds ../shared/compat next to the repository root (the directory of go.mod).
+func compatDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+	c := filepath.Join(dir, "..", "shared", "compat", "bosh-deployment")
+	if _, err := os.Stat(filepath.Join(c, "cases")); err != nil {
+		t.Skipf("BOSH compatibility cases not found at %s (they live in ../shared/compat next to the repository): %v", c, err)
+	}
+	return c
+}
+
+// TestInterpolateCompat runs every case of ../shared/compat as its README says: args after
+// `interpolate`, bosh-deployment/ as the working directory, output byte for byte.
+func TestInterpolateCompat(t *testing.T) {
+	root := compatDir(t)
+	cases, err := filepath.Glob(filepath.Join(root, "cases", "*"))
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no cases under %s: %v", root, err)
+	}
+	t.Chdir(filepath.Join(root, "bosh-deployment"))
+	for _, dir := range cases {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			argsText, err := os.ReadFile(filepath.Join(dir, "args"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"interpolate"}, strings.Fields(string(argsText))...)
+			stdout, stderr, code := runCLI(t, args...)
+			if want, err := os.ReadFile(filepath.Join(dir, "expected.yml")); err == nil {
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, stderr)
+				}
+				if diff := cmp.Diff(string(want), stdout); diff != "" {
+					t.Errorf("output differs from bosh int (-bosh +bosun):\n%s", diff)
+				}
+				return
+			}
+			wantExit, err := os.ReadFile(filepath.Join(dir, "expected-exit"))
+			if err != nil {
+				t.Fatalf("case has neither expected.yml nor expected-exit: %v", err)
+			}
+			wantMissing, err := os.ReadFile(filepath.Join(dir, "expected-missing"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(string(wantExit)); got != itoaTest(code) {
+				t.Errorf("exit %d, want %s; stderr: %s", code, got, stderr)
+			}
+			if stdout != "" {
+				t.Errorf("printed output despite missing variables:\n%s", stdout)
+			}
+			_, list, ok := strings.Cut(stderr, "Expected to find variables: ")
+			if !ok {
+				t.Fatalf("stderr does not list missing variables: %s", stderr)
+			}
+			if diff := cmp.Diff(strings.Fields(string(wantMissing)), strings.Fields(list)); diff != "" {
+				t.Errorf("missing variables differ (-bosh +bosun):\n%s", diff)
+			}
+		})
+	}
+}
+
+func itoaTest(i int) string { return strconv.Itoa(i) }
+
+// TestInterpolateVarsStore runs the director cases with a fresh vars store instead of their
+// creds.yml: the store gets the same variables with the same keys per type as BOSH's store,
+// certificates verify against their CA, and a second run reuses the store unchanged and
+// prints the same document.
+func TestInterpolateVarsStore(t *testing.T) {
+	root := compatDir(t)
+	caseDir := filepath.Join(root, "cases", "director-aws")
+	t.Chdir(filepath.Join(root, "bosh-deployment"))
+	argsText, err := os.ReadFile(filepath.Join(caseDir, "args"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	fields := strings.Fields(string(argsText))
+	for i := 0; i < len(fields); i++ {
+		if fields[i] == "-l" && strings.HasSuffix(fields[i+1], "creds.yml") {
+			i++
+			continue
+		}
+		args = append(args, fields[i])
+	}
+	store := filepath.Join(t.TempDir(), "creds.yml")
+	args = append([]string{"int"}, append(args, "--vars-store", store)...)
+	first, stderr, code := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+
+	got := readYAMLMap(t, store)
+	want := readYAMLMap(t, filepath.Join(caseDir, "creds.yml"))
+	// BOSH's store was made without the case's vars, so it lacks the certificates whose
+	// options need ((internal_ip)); every entry it has must be in ours with the same keys.
+	for name, w := range want {
+		if diff := cmp.Diff(shape(w), shape(got[name])); diff != "" {
+			t.Errorf("vars store entry %v differs from BOSH's (-bosh +bosun):\n%s", name, diff)
+		}
+	}
+	ca := parseCert(t, got["nats_ca"].(map[any]any)["certificate"].(string))
+	leaf := parseCert(t, got["nats_clients_director_tls"].(map[any]any)["certificate"].(string))
+	if err := leaf.CheckSignatureFrom(ca); err != nil {
+		t.Errorf("nats_clients_director_tls is not signed by nats_ca: %v", err)
+	}
+	if got["nats_clients_director_tls"].(map[any]any)["ca"] != got["nats_ca"].(map[any]any)["certificate"] {
+		t.Error("nats_clients_director_tls.ca is not nats_ca's certificate")
+	}
+	if leaf.Subject.CommonName != "default.director.bosh-internal" || len(leaf.ExtKeyUsage) != 1 || leaf.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
+		t.Errorf("leaf certificate: CN %q, extended key usage %v", leaf.Subject.CommonName, leaf.ExtKeyUsage)
+	}
+
+	before, _ := os.ReadFile(store)
+	second, stderr, code := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, stderr)
+	}
+	after, _ := os.ReadFile(store)
+	if !bytes.Equal(before, after) {
+		t.Error("second run rewrote a complete vars store")
+	}
+	if first != second {
+		t.Error("second run with the same store printed a different document")
+	}
+}
+
+// shape replaces leaf values by their kind so two stores compare by names and keys.
+func shape(v any) any {
+	switch x := v.(type) {
+	case map[any]any:
+		m := map[string]any{}
+		for k, v := range x {
+			m[k.(string)] = shape(v)
+		}
+		return m
+	case string:
+		return "string"
+	}
+	return v
+}
+
+func readYAMLMap(t *testing.T, path string) map[any]any {
+	t.Helper()
+	var o, e bytes.Buffer
+	if code := run(context.Background(), &cli{stdout: &o, stderr: &e}, []string{"int", path}); code != 0 {
+		t.Fatalf("reading %s: %s", path, e.String())
+	}
+	m, err := yamlv2Map(o.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func parseCert(t *testing.T, s string) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode([]byte(s))
+	if b == nil {
+		t.Fatalf("not PEM: %q", s)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
