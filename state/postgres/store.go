@@ -132,6 +132,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// Analyze refreshes the planner's statistics, as autovacuum does in the background: after
+// a bulk load (tests, benchmarks, a restore) it keeps the claim query on its index.
+func (s *Store) Analyze(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "ANALYZE"); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
+}
+
 // Migrations lists the applied migrations, oldest first.
 func (s *Store) Migrations(ctx context.Context) ([]string, error) {
 	rows, err := s.pool.Query(ctx, "SELECT name FROM schema_migrations ORDER BY name")
