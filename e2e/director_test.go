@@ -202,6 +202,11 @@ func assertNothingLeft(t *testing.T, dir string, pids []int, addrs ...string) {
 	}
 }
 
+// pgSocketURL reaches the director's cluster as Bosun does, through its socket.
+func pgSocketURL(data string, port int) string {
+	return fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d&sslmode=disable", filepath.Join(data, "postgres"), port)
+}
+
 func TestDirectorDevStartStopRestart(t *testing.T) {
 	base := reachableTempDir(t)
 	data := filepath.Join(base, "data")
@@ -220,7 +225,7 @@ func TestDirectorDevStartStopRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// Leave a task behind to find after the restart.
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", pgPort))
+	conn, err := pgx.Connect(ctx, pgSocketURL(data, pgPort))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +249,7 @@ func TestDirectorDevStartStopRestart(t *testing.T) {
 	d = startDirector(t, args...)
 	d.healthy(t)
 	pgPid, pgPort = postmaster(t, data)
-	conn, err = pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", pgPort))
+	conn, err = pgx.Connect(ctx, pgSocketURL(data, pgPort))
 	if err != nil {
 		t.Fatal(err)
 	}
