@@ -1,6 +1,67 @@
 #!/usr/bin/env bash
-# make demo: a director on the embedded default, with its data under $1.
+# make demo: a director on the embedded default (its own Postgres under DATA_DIR, embedded
+# NATS), shown healthy, kept running until Ctrl-C, then stopped cleanly.
+# BOSUN_LISTEN and BOSUN_NATS_LISTEN move it off the default ports.
 set -euo pipefail
 dir=${1:?usage: demo.sh DATA_DIR}
+listen=${BOSUN_LISTEN:-127.0.0.1:25555}
+nats=${BOSUN_NATS_LISTEN:-127.0.0.1:4222}
 mkdir -p "$dir"
-exec ./bin/bosun director --dev --data-dir "$dir/data"
+dir=$(cd "$dir" && pwd)
+
+# GET /healthz with nothing but bash, so the demo needs no curl.
+healthz() {
+  local body
+  exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}" || return 1
+  printf 'GET /healthz HTTP/1.0\r\nHost: %s\r\n\r\n' "$listen" >&3
+  body=$(sed '1,/^\r$/d' <&3)
+  exec 3>&-
+  printf '%s' "$body"
+}
+field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+
+if (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; then
+  echo "demo: something already listens on $listen (another director?); stop it or set BOSUN_LISTEN" >&2
+  exit 1
+fi
+
+./bin/bosun director --dev --data-dir "$dir/data" --listen "$listen" --nats-listen "$nats" &
+pid=$!
+# Ctrl-C reaches the director too; either way it gets SIGTERM and stops in order.
+trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
+finish() {
+  local status=0
+  wait "$pid" || status=$?
+  # wait returns early when a trapped signal arrives: wait for the director's own exit.
+  while kill -0 "$pid" 2>/dev/null; do status=0; wait "$pid" || status=$?; done
+  if [ "$status" = 0 ]; then
+    echo "demo: director stopped cleanly, and its Postgres and NATS with it"
+  else
+    echo "demo: director exited with status $status" >&2
+  fi
+  return "$status"
+}
+
+deadline=$((SECONDS + 180))
+until body=$(healthz 2>/dev/null) && [[ $body == *'"ok":true'* ]]; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    finish || true
+    echo "demo: the director did not start; its last line above says why" >&2
+    exit 1
+  fi
+  if (( SECONDS > deadline )); then
+    echo "demo: the director is not healthy after 180s: ${body:-no answer}" >&2
+    kill -TERM "$pid"
+    finish || true
+    exit 1
+  fi
+  sleep 0.3
+done
+
+echo
+echo "demo: director healthy at http://$listen/healthz"
+echo "demo:   $body"
+echo "demo: data (Postgres cluster, NATS secret) kept under $dir/data"
+echo "demo: waiting for $(field waiting_for <<<"$body")"
+echo "demo: press Ctrl-C to stop it"
+finish

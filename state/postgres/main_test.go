@@ -29,3 +29,13 @@ func openStore(t *testing.T, url string) *postgres.Store {
 }
 
 func pgtestDatabase(t *testing.T) string { return pgtest.NewDatabase(t) }
+
+func openStoreB(b *testing.B) *postgres.Store {
+	b.Helper()
+	s, err := postgres.Open(b.Context(), pgtest.NewDatabase(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	return s
+}

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -42,7 +44,7 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("open database at %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+		return nil, fmt.Errorf("open database at %s:%d/%s as %s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, cfg.ConnConfig.User, oneLine(err))
 	}
 	s := &Store{pool: pool, log: log}
 	if err := s.Migrate(ctx); err != nil {
@@ -51,6 +53,26 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	}
 	return s, nil
 }
+
+// oneLineError keeps the cause of a connection failure but says it on one line: pgx
+// lists every address it tried on a line of its own.
+type oneLineError struct{ err error }
+
+func (e oneLineError) Error() string {
+	var pgErr *pgconn.PgError
+	var opErr *net.OpError
+	switch {
+	case errors.As(e.err, &pgErr):
+		return pgErr.Message + " (SQLSTATE " + pgErr.Code + ")"
+	case errors.As(e.err, &opErr):
+		return opErr.Error()
+	}
+	return strings.Join(strings.Fields(e.err.Error()), " ")
+}
+
+func (e oneLineError) Unwrap() error { return e.err }
+
+func oneLine(err error) error { return oneLineError{err} }
 
 // Close releases every connection.
 func (s *Store) Close() { s.pool.Close() }
@@ -106,6 +128,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 			return fmt.Errorf("migrate %s: %w", name, err)
 		}
 		s.log.Info("applied migration", "name", name)
+	}
+	return nil
+}
+
+// Analyze refreshes the planner's statistics, as autovacuum does in the background: after
+// a bulk load (tests, benchmarks, a restore) it keeps the claim query on its index.
+func (s *Store) Analyze(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "ANALYZE"); err != nil {
+		return fmt.Errorf("analyze: %w", err)
 	}
 	return nil
 }

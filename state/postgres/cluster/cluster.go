@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -97,6 +98,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres data dir %s: %w", cfg.Dir, err)
 	}
+	// The kernel bounds a unix socket's path (108 bytes with its NUL).
+	if len(dir)+len("/.s.PGSQL.65535") > 107 {
+		return nil, fmt.Errorf("postgres data dir %s: path too long for its unix socket (at most %d characters)", dir, 107-len("/.s.PGSQL.65535"))
+	}
 	cred, err := runAs()
 	if err != nil {
 		return nil, err
@@ -117,11 +122,15 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 
 	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); errors.Is(err, fs.ErrNotExist) {
 		log.Info("initialising postgres cluster", "dir", dir)
-		args := []string{"-D", dir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"}
+		// Bosun connects through the socket in the data dir, which only its owner (and
+		// root) can reach. TCP logins need a password, and the superuser has none until an
+		// operator sets one.
+		args := []string{"-D", dir, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C"}
 		if cfg.NoFsync {
 			args = append(args, "--no-sync")
 		}
-		c := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), args...)
+		// Not bound to ctx: an initdb killed halfway leaves a dir no later start can use.
+		c := exec.Command(filepath.Join(bin, "initdb"), args...)
 		c.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		c.Dir = "/"
 		if out, err := c.CombinedOutput(); err != nil {
@@ -197,9 +206,10 @@ func (c *Cluster) Pid() int { return c.cmd.Process.Pid }
 // Dir is the data directory.
 func (c *Cluster) Dir() string { return c.dir }
 
-// URL is a connection URL for database db as the superuser.
+// URL is a connection URL for database db as the superuser, through the unix socket in
+// the data dir: it carries no password, so it is safe to log.
 func (c *Cluster) URL(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
+	return fmt.Sprintf("postgres://postgres@/%s?host=%s&port=%d&sslmode=disable", db, url.QueryEscape(c.dir), c.port)
 }
 
 // Stop shuts the server down fast (open transactions are rolled back) and waits for it,

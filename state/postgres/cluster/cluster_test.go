@@ -88,6 +88,15 @@ func TestStartStopRestartKeepsData(t *testing.T) {
 		t.Fatalf("postgres pid %d not running: %v", c.Pid(), err)
 	}
 	query(t, c.URL("postgres"), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')")
+	if strings.Contains(c.URL("postgres"), "127.0.0.1") {
+		t.Errorf("URL %s goes over TCP; want the socket in the data dir", c.URL("postgres"))
+	}
+	// Over TCP anyone on the host could connect: without a password there is no login.
+	tcp := "postgres://postgres@127.0.0.1:" + strconv.Itoa(c.Port()) + "/postgres?sslmode=disable"
+	if conn, err := pgx.Connect(context.Background(), tcp); err == nil {
+		conn.Close(context.Background())
+		t.Error("logged in over TCP without a password")
+	}
 	stop(t, c)
 
 	c = startCluster(t, cluster.Config{Dir: dir, NoFsync: true})

@@ -17,6 +17,7 @@ CREATE TABLE tasks (
     finished_at  timestamptz
 );
 CREATE INDEX tasks_queued ON tasks (id) WHERE state = 'queued';
+CREATE INDEX tasks_queued_deployment ON tasks (deployment, id) WHERE state = 'queued';
 CREATE INDEX tasks_running ON tasks (heartbeat_at) WHERE state IN ('processing','cancelling');
 CREATE INDEX tasks_deployment ON tasks (deployment, id);
 
