@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,7 +76,9 @@ func (c *CPI) stopAgent(ctx context.Context, root string) error {
 }
 
 // stopSession sends SIGTERM to every live process of session sid, SIGKILL to those
-// left after grace, and waits until none is left or ctx is done.
+// left after grace, and waits until none is left or ctx is done. /proc is scanned
+// whole only to find the members and to confirm none was forked meanwhile; between,
+// only the known members are polled (the scans are most of a delete's CPU).
 func stopSession(ctx context.Context, sid int, grace time.Duration) error {
 	procs := sessionProcs(sid)
 	if len(procs) == 0 {
@@ -86,15 +89,21 @@ func stopSession(ctx context.Context, sid int, grace time.Duration) error {
 	wait := 2 * time.Millisecond
 	killed := false
 	for {
-		procs = sessionProcs(sid)
+		procs = slices.DeleteFunc(procs, func(pid int) bool {
+			st, err := readStat(pid)
+			return err != nil || st.session != sid || st.state == 'Z' || st.state == 'X'
+		})
 		if len(procs) == 0 {
-			return nil
+			if procs = sessionProcs(sid); len(procs) == 0 {
+				return nil
+			}
+			signalAll(procs, syscall.SIGTERM) // forked since the first scan
 		}
 		if !killed && !time.Now().Before(deadline) {
-			signalAll(procs, syscall.SIGKILL)
 			killed = true
-		} else if killed {
-			signalAll(procs, syscall.SIGKILL) // processes forked since
+		}
+		if killed {
+			signalAll(procs, syscall.SIGKILL)
 		}
 		select {
 		case <-ctx.Done():
