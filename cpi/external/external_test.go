@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,6 +88,14 @@ func TestSettingsCrossTheWire(t *testing.T) {
 	}
 	if !strings.HasPrefix(nets["d"].IP, "127.111.") {
 		t.Errorf("v2 networks = %v, want the dynamic address", nets)
+	}
+	// The serving process has exited; the VM's agent, in its own session, lives on.
+	pidB, err := os.ReadFile(filepath.Join(dir, "vms", string(vm), "agent.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid, _ := strconv.Atoi(strings.TrimSpace(string(pidB))); !alive(pid) {
+		t.Errorf("agent %d died with the serve process that started it", pid)
 	}
 	vms, err := c.ListVMs(ctx)
 	if err != nil || len(vms) != 1 || vms[0].CID != vm || vms[0].AgentID != "agent-w" {
@@ -283,5 +292,63 @@ func TestMissingExecutable(t *testing.T) {
 	var e *cpi.Error
 	if !errors.As(err, &e) || e.Kind != cpi.CpiError || e.OkToRetry || e.Method != "info" {
 		t.Errorf("info on a missing executable = %v", err)
+	}
+}
+
+// BenchmarkCreateDeleteVMsOverServe is BenchmarkCreateDeleteVMs of cpi/local through
+// `bosun cpi serve local`: one process per call. cpu-ms/vm is the director's own CPU,
+// cpi-cpu-ms/vm that of the CPI processes.
+func BenchmarkCreateDeleteVMsOverServe(b *testing.B) {
+	const vms, inFlight = 200, 20
+	ctx := context.Background()
+	for range b.N {
+		b.StopTimer()
+		dir := b.TempDir()
+		c, _ := external.New(external.Config{Name: "local", Path: filepath.Join(binDir, "bosun"),
+			Args: []string{"cpi", "serve", "local", "--data-dir", dir, "--agent", filepath.Join(binDir, "bosun-agent")}}, nil)
+		sc, err := c.CreateStemcell(ctx, "", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var before, childBefore syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+		syscall.Getrusage(syscall.RUSAGE_CHILDREN, &childBefore)
+		b.StartTimer()
+		start := time.Now()
+		sem := make(chan struct{}, inFlight)
+		var wg sync.WaitGroup
+		errs := make(chan error, vms)
+		for i := range vms {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				vm, _, err := c.CreateVM(ctx, cpi.VMSpec{AgentID: fmt.Sprint("bench-", i), Stemcell: sc, Networks: cpi.Networks{"d": {Type: "dynamic"}}})
+				if err == nil {
+					err = c.DeleteVM(ctx, vm)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		b.StopTimer()
+		var after, childAfter syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+		syscall.Getrusage(syscall.RUSAGE_CHILDREN, &childAfter)
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		cpuOf := func(a, b syscall.Rusage) time.Duration {
+			return time.Duration(b.Utime.Nano() + b.Stime.Nano() - a.Utime.Nano() - a.Stime.Nano())
+		}
+		b.ReportMetric(float64(elapsed.Microseconds())/1000/vms, "ms/vm")
+		b.ReportMetric(float64(cpuOf(before, after).Microseconds())/1000/vms, "cpu-ms/vm")
+		b.ReportMetric(float64(cpuOf(childBefore, childAfter).Microseconds())/1000/vms, "cpi-cpu-ms/vm")
+		b.StartTimer()
 	}
 }
