@@ -26,6 +26,7 @@ type Fake struct {
 	snapshots map[cpi.SnapshotCID]cpi.DiskCID
 	faults    map[string][]fault
 	calls     map[string]int
+	nextIP    int
 }
 
 // FakeVM is a VM as the fake holds it.
@@ -232,7 +233,8 @@ func (f *Fake) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Ne
 			return "", nil, f.errf(ctx, "create_vm", spec.AgentID, cpi.VMCreationFailed, false, err, "network %s", name)
 		}
 		if n.Type == "dynamic" && n.IP == "" {
-			n.IP = fmt.Sprintf("10.0.%d.%d", len(f.vms)/250, len(f.vms)%250+2)
+			n.IP = fmt.Sprintf("10.%d.%d.%d", f.nextIP/62500%256, f.nextIP/250%250, f.nextIP%250+2)
+			f.nextIP++
 		}
 		nets[name] = n
 	}

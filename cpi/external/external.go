@@ -176,6 +176,7 @@ func (c *CPI) run(ctx context.Context, method, subject string, apiVersion, stemc
 	// Its own process group, so that a timeout ends everything it started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A child it left behind holding stdout must not hold us past its answer.
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	runErr := cmd.Run()
@@ -190,7 +191,7 @@ func (c *CPI) run(ctx context.Context, method, subject string, apiVersion, stemc
 			"no answer within %s; its process group was killed and what it did is unknown", c.cfg.Timeout)
 	}
 	var ee *exec.ExitError
-	if runErr != nil && !errors.As(runErr, &ee) {
+	if runErr != nil && !errors.As(runErr, &ee) && !errors.Is(runErr, exec.ErrWaitDelay) {
 		// It never ran: nothing happened, but a retry will not fix a missing executable.
 		return c.errf(ctx, method, subject, cpi.CpiError, false, runErr, "run %s", c.cfg.Path)
 	}

@@ -189,6 +189,27 @@ func TestKilledAgentLooksCrashed(t *testing.T) {
 	if ok, err := c.HasVM(ctx, vm); !ok || err != nil {
 		t.Errorf("has_vm of a crashed VM = %v, %v; want true (the VM is there, its agent is not)", ok, err)
 	}
+	// Rebooting a crashed VM stops what is left of it and starts a new agent.
+	if err := c.RebootVM(ctx, vm); err != nil {
+		t.Fatalf("reboot_vm of a crashed VM: %v", err)
+	}
+	if alive(job) {
+		t.Errorf("job %d survived reboot_vm", job)
+	}
+	if pid = agentPid(t, dir, vm); !alive(pid) {
+		t.Fatalf("agent %d not running after reboot", pid)
+	}
+	waitFor(t, "the new job to start", func() bool {
+		b, err := os.ReadFile(filepath.Join(root, "job.pid"))
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err == nil && n > 0 && n != job {
+			job = n
+			return true
+		}
+		return false
+	})
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, "the new agent to die", func() bool { return !alive(pid) })
 	if err := c.DeleteVM(ctx, vm); err != nil {
 		t.Fatalf("delete_vm of a crashed VM: %v", err)
 	}
