@@ -446,3 +446,24 @@ func BenchmarkCreateDeleteVMs(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+func TestListVMsSweepsLeftovers(t *testing.T) {
+	c, dir := newCPI(t, nil)
+	old := filepath.Join(dir, "vms", ".deleted-vm-x-1")
+	fresh := filepath.Join(dir, "vms", ".deleted-vm-y-2")
+	for _, p := range []string{old, fresh} {
+		os.MkdirAll(filepath.Join(p, "var"), 0o755)
+	}
+	long := time.Now().Add(-time.Hour)
+	os.Chtimes(old, long, long)
+	vms, err := c.ListVMs(context.Background())
+	if err != nil || len(vms) != 0 {
+		t.Fatalf("list_vms = %v, %v", vms, err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an hour-old leftover survived: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh one (maybe still being removed) was touched: %v", err)
+	}
+}
