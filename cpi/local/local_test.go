@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,6 +136,13 @@ func TestAgentRunsDetachedWithSettings(t *testing.T) {
 	}
 	if nets["default"].IP != "127.110.0.9" {
 		t.Errorf("networks = %v", nets)
+	}
+	// Jobs really bind to the VM's own address.
+	l, err := net.Listen("tcp", nets["default"].IP+":0")
+	if err != nil {
+		t.Errorf("listen on the VM's address: %v", err)
+	} else {
+		l.Close()
 	}
 	pid := agentPid(t, dir, vm)
 	sid, err := sessionOf(pid)
