@@ -201,11 +201,11 @@ func (c *CPI) run(ctx context.Context, method, subject string, apiVersion, stemc
 	resp, err := parseResponse(stdout.buf.Bytes())
 	if err != nil {
 		out := bytes.TrimSpace(stdout.buf.Bytes())
-		status := "exited " + exitStatus(cmd)
+		status := exitStatus(cmd)
 		if len(out) == 0 {
-			return c.errf(ctx, method, subject, cpi.CpiError, unsure, nil, "%s without a response (its stderr is in the debug log)", status)
+			return c.errf(ctx, method, subject, cpi.CpiError, unsure, nil, "ended (%s) without a response; its stderr is in the debug log", status)
 		}
-		return c.errf(ctx, method, subject, cpi.CpiError, unsure, err, "%s and answered %d bytes that are not a CPI response, starting %q",
+		return c.errf(ctx, method, subject, cpi.CpiError, unsure, err, "ended (%s) after answering %d bytes that are not a CPI response, starting %q",
 			status, len(out), truncate(out, 40))
 	}
 	for _, line := range strings.Split(strings.TrimRight(resp.Log, "\n"), "\n") {

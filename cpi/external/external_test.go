@@ -155,7 +155,7 @@ func TestBrokenExecutables(t *testing.T) {
 	}{
 		{name: "garbage on create", body: "echo 'Traceback (most recent call last)'", method: "create_vm", kind: cpi.CpiError, wantMsg: `not a CPI response, starting "Traceback`},
 		{name: "garbage on has_vm", body: "echo '<html>'", method: "has_vm", kind: cpi.CpiError, retry: true, wantMsg: "not a CPI response"},
-		{name: "non-zero exit", body: "echo boom >&2; exit 3", method: "create_vm", kind: cpi.CpiError, wantMsg: "exited exit status 3 without a response"},
+		{name: "non-zero exit", body: "echo boom >&2; exit 3", method: "create_vm", kind: cpi.CpiError, wantMsg: "ended (exit status 3) without a response"},
 		{name: "exit code ignored", body: `echo '{"result":["vm-9",{}],"error":null,"log":"made it"}'; exit 1`, method: "create_vm"},
 		{name: "object without result", body: `echo '{"foo":1}'`, method: "delete_vm", kind: cpi.CpiError, wantMsg: "not a CPI response"},
 		{name: "retryable create", body: `echo '{"result":null,"error":{"type":"Bosh::Clouds::VMCreationFailed","message":"quota","ok_to_retry":true},"log":""}'`, method: "create_vm", kind: cpi.VMCreationFailed, retry: true, wantMsg: "quota"},
