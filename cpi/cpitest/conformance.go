@@ -171,6 +171,16 @@ func lifecycle(ctx context.Context, t *testing.T, s Setup) {
 	} else if !errors.Is(err, cpi.ErrNotImplemented) {
 		t.Errorf("get_disks: %v", err)
 	}
+	if snap, err := cpi.SnapshotDisk(ctx, c, disk, cpi.Metadata{"deployment": "conf"}); err == nil {
+		if err := cpi.DeleteSnapshot(ctx, c, snap); err != nil {
+			t.Errorf("delete_snapshot: %v", err)
+		}
+		if err := cpi.DeleteSnapshot(ctx, c, snap); err != nil {
+			t.Errorf("delete_snapshot twice: %v (deletes must be idempotent)", err)
+		}
+	} else if !errors.Is(err, cpi.ErrNotImplemented) {
+		t.Errorf("snapshot_disk: %v", err)
+	}
 	if err := c.DetachDisk(ctx, vm, disk); err != nil {
 		t.Fatalf("detach_disk: %v", err)
 	}

@@ -26,6 +26,18 @@ type Fake struct {
 	snapshots map[cpi.SnapshotCID]cpi.DiskCID
 	faults    map[string][]fault
 	calls     map[string]int
+	nextIP    int
+	onCreate  func(FakeVM)
+	onDelete  func(cpi.VMCID)
+}
+
+// OnVM registers functions called (outside the fake's lock) after a VM is created
+// and after one is deleted or lost, e.g. to start and stop a fake agent using the
+// VM's settings. Either may be nil.
+func (f *Fake) OnVM(created func(FakeVM), deleted func(cpi.VMCID)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onCreate, f.onDelete = created, deleted
 }
 
 // FakeVM is a VM as the fake holds it.
@@ -93,6 +105,15 @@ func (f *Fake) HangNext(method string, n int) {
 // disks are detached.
 func (f *Fake) LoseVM(cid cpi.VMCID) {
 	f.mu.Lock()
+	hook := f.onDelete
+	if f.vms[cid] == nil {
+		hook = nil
+	}
+	defer func() {
+		if hook != nil {
+			hook(cid)
+		}
+	}()
 	defer f.mu.Unlock()
 	delete(f.vms, cid)
 	for _, d := range f.disks {
@@ -214,6 +235,13 @@ type fakeVMProps struct {
 
 // CreateVM implements cpi.CPI. Dynamic networks get an address from 10.0.0.0/16.
 func (f *Fake) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Networks, error) {
+	var created *FakeVM
+	var hook func(FakeVM)
+	defer func() {
+		if created != nil && hook != nil {
+			hook(*created)
+		}
+	}()
 	if err := f.enter(ctx, "create_vm", spec.AgentID); err != nil {
 		return "", nil, err
 	}
@@ -232,21 +260,32 @@ func (f *Fake) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Ne
 			return "", nil, f.errf(ctx, "create_vm", spec.AgentID, cpi.VMCreationFailed, false, err, "network %s", name)
 		}
 		if n.Type == "dynamic" && n.IP == "" {
-			n.IP = fmt.Sprintf("10.0.%d.%d", len(f.vms)/250, len(f.vms)%250+2)
+			n.IP = fmt.Sprintf("10.%d.%d.%d", f.nextIP/62500%256, f.nextIP/250%250, f.nextIP%250+2)
+			f.nextIP++
 		}
 		nets[name] = n
 	}
 	cid := cpi.VMCID(newID("vm-"))
 	f.vms[cid] = &FakeVM{CID: cid, Spec: spec, Networks: nets, Metadata: cpi.Metadata{}}
+	created, hook = &FakeVM{CID: cid, Spec: spec, Networks: nets, Metadata: cpi.Metadata{}}, f.onCreate
 	return cid, nets, nil
 }
 
 // DeleteVM implements cpi.CPI; attached disks are detached.
 func (f *Fake) DeleteVM(ctx context.Context, cid cpi.VMCID) error {
+	var hook func(cpi.VMCID)
+	defer func() {
+		if hook != nil {
+			hook(cid)
+		}
+	}()
 	if err := f.enter(ctx, "delete_vm", string(cid)); err != nil {
 		return err
 	}
 	defer f.mu.Unlock()
+	if f.vms[cid] != nil {
+		hook = f.onDelete
+	}
 	delete(f.vms, cid)
 	for _, d := range f.disks {
 		if d.VM == cid {

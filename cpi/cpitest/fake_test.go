@@ -8,6 +8,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/cpi"
 	"github.com/bosun-gitops/bosun/cpi/cpitest"
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestFakeConformance(t *testing.T) {
@@ -30,6 +31,12 @@ func TestFakeFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := cpi.VMSpec{AgentID: "a", Stemcell: sc}
+	var created, deleted []string
+	f.OnVM(func(vm cpitest.FakeVM) {
+		// The hook runs outside the lock: calling back into the fake must not deadlock.
+		f.HasVM(ctx, vm.CID)
+		created = append(created, vm.Spec.AgentID)
+	}, func(cid cpi.VMCID) { deleted = append(deleted, string(cid)) })
 
 	f.FailNextRetryable("create_vm", 2, cpi.VMCreationFailed)
 	for i := range 2 {
@@ -63,5 +70,11 @@ func TestFakeFaults(t *testing.T) {
 	}
 	if len(f.VMs()) != 0 {
 		t.Errorf("VMs after LoseVM = %v", f.VMs())
+	}
+	if diff := cmp.Diff([]string{"a"}, created); diff != "" {
+		t.Errorf("create hook calls (-want +got)\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{string(vm)}, deleted); diff != "" {
+		t.Errorf("delete hook calls (a failed delete and a loss; -want +got)\n%s", diff)
 	}
 }

@@ -45,7 +45,7 @@ type Config struct {
 	DynamicRange string `json:"dynamic_range,omitempty"`
 	// StopGrace is how long a VM's processes get after SIGTERM before SIGKILL
 	// (default 10s).
-	StopGrace time.Duration `json:"stop_grace,omitempty"`
+	StopGrace time.Duration `json:"-"`
 }
 
 // DefaultDynamicRange is where dynamic networks' addresses come from by default.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,6 +137,13 @@ func TestAgentRunsDetachedWithSettings(t *testing.T) {
 	if nets["default"].IP != "127.110.0.9" {
 		t.Errorf("networks = %v", nets)
 	}
+	// Jobs really bind to the VM's own address.
+	l, err := net.Listen("tcp", nets["default"].IP+":0")
+	if err != nil {
+		t.Errorf("listen on the VM's address: %v", err)
+	} else {
+		l.Close()
+	}
 	pid := agentPid(t, dir, vm)
 	sid, err := sessionOf(pid)
 	if err != nil || sid != pid {
@@ -189,6 +197,27 @@ func TestKilledAgentLooksCrashed(t *testing.T) {
 	if ok, err := c.HasVM(ctx, vm); !ok || err != nil {
 		t.Errorf("has_vm of a crashed VM = %v, %v; want true (the VM is there, its agent is not)", ok, err)
 	}
+	// Rebooting a crashed VM stops what is left of it and starts a new agent.
+	if err := c.RebootVM(ctx, vm); err != nil {
+		t.Fatalf("reboot_vm of a crashed VM: %v", err)
+	}
+	if alive(job) {
+		t.Errorf("job %d survived reboot_vm", job)
+	}
+	if pid = agentPid(t, dir, vm); !alive(pid) {
+		t.Fatalf("agent %d not running after reboot", pid)
+	}
+	waitFor(t, "the new job to start", func() bool {
+		b, err := os.ReadFile(filepath.Join(root, "job.pid"))
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err == nil && n > 0 && n != job {
+			job = n
+			return true
+		}
+		return false
+	})
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, "the new agent to die", func() bool { return !alive(pid) })
 	if err := c.DeleteVM(ctx, vm); err != nil {
 		t.Fatalf("delete_vm of a crashed VM: %v", err)
 	}
@@ -423,5 +452,26 @@ func BenchmarkCreateDeleteVMs(b *testing.B) {
 		b.ReportMetric(float64(elapsed.Microseconds())/1000/vms, "ms/vm")
 		b.ReportMetric(float64(cpu.Microseconds())/1000, "cpu-ms/vm")
 		b.StartTimer()
+	}
+}
+
+func TestListVMsSweepsLeftovers(t *testing.T) {
+	c, dir := newCPI(t, nil)
+	old := filepath.Join(dir, "vms", ".deleted-vm-x-1")
+	fresh := filepath.Join(dir, "vms", ".deleted-vm-y-2")
+	for _, p := range []string{old, fresh} {
+		os.MkdirAll(filepath.Join(p, "var"), 0o755)
+	}
+	long := time.Now().Add(-time.Hour)
+	os.Chtimes(old, long, long)
+	vms, err := c.ListVMs(context.Background())
+	if err != nil || len(vms) != 0 {
+		t.Fatalf("list_vms = %v, %v", vms, err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an hour-old leftover survived: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh one (maybe still being removed) was touched: %v", err)
 	}
 }

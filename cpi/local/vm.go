@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/bosun-gitops/bosun/cpi"
 )
@@ -224,6 +226,19 @@ func (c *CPI) DeleteVM(ctx context.Context, cid cpi.VMCID) error {
 	return nil
 }
 
+// sweep removes what a crash left half-deleted or half-written, once it is old
+// enough that no running call can still own it.
+func (c *CPI) sweep(path string) {
+	base := filepath.Base(path)
+	if !strings.HasPrefix(base, ".deleted-") && !strings.HasPrefix(base, ".tmp-") {
+		return
+	}
+	if st, err := os.Lstat(path); err == nil && time.Since(st.ModTime()) > 10*time.Minute {
+		c.log.Info("removing leftover of an interrupted operation", "path", path)
+		os.RemoveAll(path)
+	}
+}
+
 // HasVM implements cpi.CPI: a VM exists while its root does, whether its agent
 // runs or has crashed.
 func (c *CPI) HasVM(ctx context.Context, cid cpi.VMCID) (bool, error) {
@@ -273,6 +288,10 @@ func (c *CPI) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) {
 	}
 	var out []cpi.VMInfo
 	for _, e := range entries {
+		if isHidden(e.Name()) {
+			c.sweep(c.path("vms", e.Name()))
+			continue
+		}
 		if !e.IsDir() || !validCID(e.Name()) {
 			continue
 		}
