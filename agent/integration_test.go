@@ -54,11 +54,11 @@ func TestMain(m *testing.M) {
 
 // director is the test's view of a director: NATS client, blobstore and signer.
 type director struct {
-	srv    *bus.Server
-	client *protocol.Client
-	store  *local.Store
+	srv      *bus.Server
+	client   *protocol.Client
+	store    *local.Store
 	storeDir string
-	signer *signed.Signer
+	signer   *signed.Signer
 
 	mu         sync.Mutex
 	heartbeats map[string][]protocol.Heartbeat
@@ -205,7 +205,7 @@ type file struct {
 func tgz(t *testing.T, files ...file) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	tw := tar.NewWriter(gz)
 	for _, f := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
@@ -319,8 +319,7 @@ func TestAgentJourney(t *testing.T) {
 		t.Fatal(err)
 	}
 	greeterSrc := d.put(t, tgz(t,
-		file{"packaging", 0o644, "set -e\nmkdir -p \"$BOSH_INSTALL_TARGET/bin\"\ncp httpd \"$BOSH_INSTALL_TARGET/bin/httpd\"\nchmod +x \"$BOSH_INSTALL_TARGET/bin/httpd\"\ncat \"$BOSH_PACKAGES_DIR/libgreet/greeting.txt\" > \"$BOSH_INSTALL_TARGET/greeting\"\n"},
-		file{"httpd", 0o755, string(httpdBin)},
+		file{"packaging", 0o644, "set -e\ncat \"$BOSH_PACKAGES_DIR/libgreet/greeting.txt\" > \"$BOSH_INSTALL_TARGET/greeting\"\n"},
 	))
 	greeter, err := d.client.CompilePackage(ctx, id, protocol.BlobRef{BlobstoreID: greeterSrc.BlobstoreID, SHA1: greeterSrc.SHA1}, "greeter", "2",
 		map[string]protocol.CompileDependency{"libgreet": {Name: "libgreet", Version: "1", SHA1: lib.SHA1, BlobstoreID: lib.BlobstoreID}})
@@ -330,6 +329,8 @@ func TestAgentJourney(t *testing.T) {
 	if got := untgz(t, d.get(t, greeter))["greeting"]; got != "hello" {
 		t.Fatalf("compiled greeter's greeting = %q: the dependency was not installed first", got)
 	}
+	// The job's server comes as an already compiled package, as from a compiled release.
+	httpdPkg := d.put(t, tgz(t, file{"bin/httpd", 0o755, string(httpdBin)}))
 
 	// A failing packaging script: the error keeps the tail of its output.
 	bad := d.put(t, tgz(t, file{"packaging", 0o644, "echo compiling-badly >&2\nexit 7\n"}))
@@ -342,16 +343,19 @@ func TestAgentJourney(t *testing.T) {
 	addr := freePort(t)
 	spec := func(message, hash string) protocol.ApplySpec {
 		archive := d.put(t, tgz(t,
-			file{"web/config/bpm.yml", 0o644, "processes:\n- name: httpd\n  executable: /var/vcap/packages/greeter/bin/httpd\n  args: [--listen, " + addr + ", --message-file, /var/vcap/jobs/web/config/message]\n  limits: {open_files: 256}\n"},
+			file{"web/config/bpm.yml", 0o644, "processes:\n- name: httpd\n  executable: /var/vcap/packages/httpd/bin/httpd\n  args: [--listen, " + addr + ", --message-file, /var/vcap/jobs/web/config/message]\n  limits: {open_files: 256}\n"},
 			file{"web/config/message", 0o644, message},
 			file{"web/bin/pre-start", 0o755, "#!/bin/sh\necho pre-start ran > \"$BOSUN_VCAP/sys/log/web/pre-start.marker\"\n"},
 			file{"web/bin/drain", 0o755, "#!/bin/sh\necho \"$@\" >> \"$BOSUN_VCAP/sys/log/web/drain.args\"\nif [ ! -f \"$BOSUN_VCAP/sys/log/web/drain.once\" ]; then touch \"$BOSUN_VCAP/sys/log/web/drain.once\"; echo -1; else echo 0; fi\n"},
 		))
 		return protocol.ApplySpec{
 			Deployment: "demo", Name: "web", Index: 0, ID: "uuid-web-0",
-			Job:      protocol.JobSpec{Name: "web", Templates: []protocol.JobTemplate{{Name: "web", Version: "v1"}}},
-			Packages: map[string]protocol.PackageSpec{"greeter": {Name: "greeter", Version: "2", BlobRef: protocol.BlobRef{BlobstoreID: greeter.BlobstoreID, SHA1: greeter.SHA1, SignedURL: d.signer.SignGet(blobstore.Digest(greeter.SHA1))}}},
-			Networks: map[string]protocol.Network{"default": {IP: "127.0.0.1"}},
+			Job: protocol.JobSpec{Name: "web", Templates: []protocol.JobTemplate{{Name: "web", Version: "v1"}}},
+			Packages: map[string]protocol.PackageSpec{
+				"greeter": {Name: "greeter", Version: "2", BlobRef: protocol.BlobRef{BlobstoreID: greeter.BlobstoreID, SHA1: greeter.SHA1, SignedURL: d.signer.SignGet(blobstore.Digest(greeter.SHA1))}},
+				"httpd":   {Name: "httpd", Version: "1", BlobRef: httpdPkg},
+			},
+			Networks:                 map[string]protocol.Network{"default": {IP: "127.0.0.1"}},
 			ConfigurationHash:        hash,
 			RenderedTemplatesArchive: &archive,
 		}
@@ -379,6 +383,9 @@ func TestAgentJourney(t *testing.T) {
 	body, err := httpGet(addr)
 	if err != nil || !strings.Contains(body, "hello from rendered-property-42") {
 		t.Fatalf("GET %s = %q, %v", addr, body, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(vcap, "packages/greeter/greeting")); err != nil || string(b) != "hello" {
+		t.Fatalf("installed greeter package: %q, %v", b, err)
 	}
 	full, err := d.client.GetState(ctx, id, true)
 	if err != nil || full.Vitals == nil || full.Vitals.Disk["ephemeral"].Percent == "" || full.Processes[0].Mem == nil {
