@@ -44,3 +44,17 @@ func BenchmarkHeartbeatDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHeartbeatEncode isolates JSON encoding from reading /proc.
+func BenchmarkHeartbeatEncode(b *testing.B) {
+	a := newTestAgent(b)
+	var hb protocol.Heartbeat
+	if err := json.Unmarshal(a.heartbeat(), &hb); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := json.Marshal(hb); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
