@@ -137,6 +137,13 @@ func (d *director) put(t *testing.T, b []byte) protocol.BlobRef {
 func (d *director) startAgent(t *testing.T, id string, disks map[string]string) (root string) {
 	t.Helper()
 	root = t.TempDir()
+	d.runAgent(t, id, root, disks)
+	return root
+}
+
+// runAgent starts the agent binary on root and returns a function that kills it hard.
+func (d *director) runAgent(t *testing.T, id, root string, disks map[string]string) (kill func()) {
+	t.Helper()
 	settings := map[string]any{
 		"agent_id":  id,
 		"mbus":      d.srv.AgentURL(id),
@@ -178,7 +185,7 @@ func (d *director) startAgent(t *testing.T, id string, disks map[string]string) 
 		defer cancel()
 		return d.client.Ping(ctx, id)
 	})
-	return root
+	return func() { cmd.Process.Signal(syscall.SIGKILL); <-exited }
 }
 
 func eventually(t *testing.T, what string, f func() error) {
@@ -387,6 +394,14 @@ func TestAgentJourney(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(vcap, "packages/greeter/greeting")); err != nil || string(b) != "hello" {
 		t.Fatalf("installed greeter package: %q, %v", b, err)
 	}
+	// A package whose content does not match its digest is refused, naming the package.
+	tampered := first
+	tampered.Packages = map[string]protocol.PackageSpec{"evil": {Name: "evil", Version: "1", BlobRef: protocol.BlobRef{
+		BlobstoreID: httpdPkg.BlobstoreID, SHA1: string(blobstore.DigestOf([]byte("something else"))), SignedURL: httpdPkg.SignedURL,
+	}}}
+	if err := d.client.Prepare(ctx, id, tampered); protocol.CodeOf(err) != protocol.CodeBlobFetch || !strings.Contains(err.Error(), "package evil") || !strings.Contains(err.Error(), "digest mismatch") {
+		t.Fatalf("prepare with a tampered blob: %v", err)
+	}
 	full, err := d.client.GetState(ctx, id, true)
 	if err != nil || full.Vitals == nil || full.Vitals.Disk["ephemeral"].Percent == "" || full.Processes[0].Mem == nil {
 		t.Fatalf("full state = %+v, %v", full, err)
@@ -517,6 +532,54 @@ func TestAgentJourney(t *testing.T) {
 	if err := d.client.UpdateSettings(ctx, id, map[string]any{"trusted_certs": "", "disk_associations": []any{}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAgentRestart: an agent killed without stopping its jobs, once restarted on the
+// same root, ends the process groups it left and starts the jobs again.
+func TestAgentRestart(t *testing.T) {
+	ctx := context.Background()
+	d := newDirector(t)
+	const id = "agent-r"
+	root := t.TempDir()
+	kill := d.runAgent(t, id, root, nil)
+	httpdBin, err := os.ReadFile(filepath.Join(binDir, "httpd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	archive := d.put(t, tgz(t,
+		file{"web/config/bpm.yml", 0o644, "processes:\n- name: httpd\n  executable: /var/vcap/packages/httpd/bin/httpd\n  args: [--listen, " + addr + ", --message-file, /var/vcap/jobs/web/config/message]\n"},
+		file{"web/config/message", 0o644, "survivor"},
+	))
+	spec := protocol.ApplySpec{
+		Deployment: "demo", Name: "web", ID: "uuid-r",
+		Job:                      protocol.JobSpec{Name: "web", Templates: []protocol.JobTemplate{{Name: "web", Version: "v1"}}},
+		Packages:                 map[string]protocol.PackageSpec{"httpd": {Name: "httpd", Version: "1", BlobRef: d.put(t, tgz(t, file{"bin/httpd", 0o755, string(httpdBin)}))}},
+		RenderedTemplatesArchive: &archive,
+	}
+	if err := d.client.Apply(ctx, id, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.client.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	old := waitState(t, d, id, protocol.JobRunning).Processes[0].PID
+	kill()
+	d.runAgent(t, id, root, nil)
+	st := waitState(t, d, id, protocol.JobRunning)
+	if st.Processes[0].PID == old {
+		t.Fatalf("still pid %d", old)
+	}
+	if syscall.Kill(old, 0) == nil {
+		t.Fatalf("the old process %d was left running", old)
+	}
+	eventually(t, "restarted job serves", func() error {
+		body, err := httpGet(addr)
+		if err == nil && !strings.Contains(body, fmt.Sprintf("pid=%d", st.Processes[0].PID)) {
+			return fmt.Errorf("answered by %q", body)
+		}
+		return err
+	})
 }
 
 func keys(m map[string]string) []string {
