@@ -101,6 +101,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent %s: %w", a.settings.AgentID, err)
 	}
 	defer unsub()
+	a.sup.reap()
+	if _, err := os.Stat(a.startedMarker()); err == nil && len(a.jobNames()) > 0 {
+		if _, err := a.start(ctx, nil); err != nil {
+			a.log.Error("jobs not restarted", "err", err)
+		}
+	}
 	a.log.Info("agent ready", "root", a.opts.Root)
 	a.heartbeats(ctx)
 	a.sup.stopAll(context.Background())

@@ -369,6 +369,9 @@ func (a *Agent) start(ctx context.Context, _ []json.RawMessage) (any, error) {
 	defer a.jobsMu.Unlock()
 	var jobs []jobProcs
 	for _, name := range a.jobNames() {
+		if _, err := os.Stat(a.paths.jobDir(name)); err != nil {
+			return nil, protocol.Errorf(protocol.CodeJobFailed, "start: job %s is not installed: the applied spec carried no rendered templates for it", name)
+		}
 		procs, err := loadProcesses(a.paths, name)
 		if err != nil {
 			return nil, protocol.Errorf(protocol.CodeJobFailed, "start: %v", err)
@@ -378,6 +381,10 @@ func (a *Agent) start(ctx context.Context, _ []json.RawMessage) (any, error) {
 	if err := a.sup.start(ctx, jobs, a.processEnv()); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
+	// Remembered so that a restarted agent starts the jobs again, as monit would keep them.
+	if err := os.WriteFile(a.startedMarker(), nil, 0o644); err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
 	return "started", nil
 }
 
@@ -385,8 +392,13 @@ func (a *Agent) stop(ctx context.Context, _ []json.RawMessage) (any, error) {
 	a.jobsMu.Lock()
 	defer a.jobsMu.Unlock()
 	a.sup.stopAll(ctx)
+	if err := os.Remove(a.startedMarker()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("stop: %w", err)
+	}
 	return "stopped", nil
 }
+
+func (a *Agent) startedMarker() string { return filepath.Join(a.paths.boshDir(), "jobs_started") }
 
 // processEnv is the environment every job process and script gets on top of the agent's.
 func (a *Agent) processEnv() []string {

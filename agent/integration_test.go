@@ -54,11 +54,11 @@ func TestMain(m *testing.M) {
 
 // director is the test's view of a director: NATS client, blobstore and signer.
 type director struct {
-	srv    *bus.Server
-	client *protocol.Client
-	store  *local.Store
+	srv      *bus.Server
+	client   *protocol.Client
+	store    *local.Store
 	storeDir string
-	signer *signed.Signer
+	signer   *signed.Signer
 
 	mu         sync.Mutex
 	heartbeats map[string][]protocol.Heartbeat
@@ -137,6 +137,13 @@ func (d *director) put(t *testing.T, b []byte) protocol.BlobRef {
 func (d *director) startAgent(t *testing.T, id string, disks map[string]string) (root string) {
 	t.Helper()
 	root = t.TempDir()
+	d.runAgent(t, id, root, disks)
+	return root
+}
+
+// runAgent starts the agent binary on root and returns a function that kills it hard.
+func (d *director) runAgent(t *testing.T, id, root string, disks map[string]string) (kill func()) {
+	t.Helper()
 	settings := map[string]any{
 		"agent_id":  id,
 		"mbus":      d.srv.AgentURL(id),
@@ -178,7 +185,7 @@ func (d *director) startAgent(t *testing.T, id string, disks map[string]string) 
 		defer cancel()
 		return d.client.Ping(ctx, id)
 	})
-	return root
+	return func() { cmd.Process.Signal(syscall.SIGKILL); <-exited }
 }
 
 func eventually(t *testing.T, what string, f func() error) {
@@ -205,7 +212,7 @@ type file struct {
 func tgz(t *testing.T, files ...file) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	tw := tar.NewWriter(gz)
 	for _, f := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
@@ -319,8 +326,7 @@ func TestAgentJourney(t *testing.T) {
 		t.Fatal(err)
 	}
 	greeterSrc := d.put(t, tgz(t,
-		file{"packaging", 0o644, "set -e\nmkdir -p \"$BOSH_INSTALL_TARGET/bin\"\ncp httpd \"$BOSH_INSTALL_TARGET/bin/httpd\"\nchmod +x \"$BOSH_INSTALL_TARGET/bin/httpd\"\ncat \"$BOSH_PACKAGES_DIR/libgreet/greeting.txt\" > \"$BOSH_INSTALL_TARGET/greeting\"\n"},
-		file{"httpd", 0o755, string(httpdBin)},
+		file{"packaging", 0o644, "set -e\ncat \"$BOSH_PACKAGES_DIR/libgreet/greeting.txt\" > \"$BOSH_INSTALL_TARGET/greeting\"\n"},
 	))
 	greeter, err := d.client.CompilePackage(ctx, id, protocol.BlobRef{BlobstoreID: greeterSrc.BlobstoreID, SHA1: greeterSrc.SHA1}, "greeter", "2",
 		map[string]protocol.CompileDependency{"libgreet": {Name: "libgreet", Version: "1", SHA1: lib.SHA1, BlobstoreID: lib.BlobstoreID}})
@@ -330,6 +336,8 @@ func TestAgentJourney(t *testing.T) {
 	if got := untgz(t, d.get(t, greeter))["greeting"]; got != "hello" {
 		t.Fatalf("compiled greeter's greeting = %q: the dependency was not installed first", got)
 	}
+	// The job's server comes as an already compiled package, as from a compiled release.
+	httpdPkg := d.put(t, tgz(t, file{"bin/httpd", 0o755, string(httpdBin)}))
 
 	// A failing packaging script: the error keeps the tail of its output.
 	bad := d.put(t, tgz(t, file{"packaging", 0o644, "echo compiling-badly >&2\nexit 7\n"}))
@@ -342,16 +350,19 @@ func TestAgentJourney(t *testing.T) {
 	addr := freePort(t)
 	spec := func(message, hash string) protocol.ApplySpec {
 		archive := d.put(t, tgz(t,
-			file{"web/config/bpm.yml", 0o644, "processes:\n- name: httpd\n  executable: /var/vcap/packages/greeter/bin/httpd\n  args: [--listen, " + addr + ", --message-file, /var/vcap/jobs/web/config/message]\n  limits: {open_files: 256}\n"},
+			file{"web/config/bpm.yml", 0o644, "processes:\n- name: httpd\n  executable: /var/vcap/packages/httpd/bin/httpd\n  args: [--listen, " + addr + ", --message-file, /var/vcap/jobs/web/config/message]\n  limits: {open_files: 256}\n"},
 			file{"web/config/message", 0o644, message},
 			file{"web/bin/pre-start", 0o755, "#!/bin/sh\necho pre-start ran > \"$BOSUN_VCAP/sys/log/web/pre-start.marker\"\n"},
 			file{"web/bin/drain", 0o755, "#!/bin/sh\necho \"$@\" >> \"$BOSUN_VCAP/sys/log/web/drain.args\"\nif [ ! -f \"$BOSUN_VCAP/sys/log/web/drain.once\" ]; then touch \"$BOSUN_VCAP/sys/log/web/drain.once\"; echo -1; else echo 0; fi\n"},
 		))
 		return protocol.ApplySpec{
 			Deployment: "demo", Name: "web", Index: 0, ID: "uuid-web-0",
-			Job:      protocol.JobSpec{Name: "web", Templates: []protocol.JobTemplate{{Name: "web", Version: "v1"}}},
-			Packages: map[string]protocol.PackageSpec{"greeter": {Name: "greeter", Version: "2", BlobRef: protocol.BlobRef{BlobstoreID: greeter.BlobstoreID, SHA1: greeter.SHA1, SignedURL: d.signer.SignGet(blobstore.Digest(greeter.SHA1))}}},
-			Networks: map[string]protocol.Network{"default": {IP: "127.0.0.1"}},
+			Job: protocol.JobSpec{Name: "web", Templates: []protocol.JobTemplate{{Name: "web", Version: "v1"}}},
+			Packages: map[string]protocol.PackageSpec{
+				"greeter": {Name: "greeter", Version: "2", BlobRef: protocol.BlobRef{BlobstoreID: greeter.BlobstoreID, SHA1: greeter.SHA1, SignedURL: d.signer.SignGet(blobstore.Digest(greeter.SHA1))}},
+				"httpd":   {Name: "httpd", Version: "1", BlobRef: httpdPkg},
+			},
+			Networks:                 map[string]protocol.Network{"default": {IP: "127.0.0.1"}},
 			ConfigurationHash:        hash,
 			RenderedTemplatesArchive: &archive,
 		}
@@ -379,6 +390,17 @@ func TestAgentJourney(t *testing.T) {
 	body, err := httpGet(addr)
 	if err != nil || !strings.Contains(body, "hello from rendered-property-42") {
 		t.Fatalf("GET %s = %q, %v", addr, body, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(vcap, "packages/greeter/greeting")); err != nil || string(b) != "hello" {
+		t.Fatalf("installed greeter package: %q, %v", b, err)
+	}
+	// A package whose content does not match its digest is refused, naming the package.
+	tampered := first
+	tampered.Packages = map[string]protocol.PackageSpec{"evil": {Name: "evil", Version: "1", BlobRef: protocol.BlobRef{
+		BlobstoreID: httpdPkg.BlobstoreID, SHA1: string(blobstore.DigestOf([]byte("something else"))), SignedURL: httpdPkg.SignedURL,
+	}}}
+	if err := d.client.Prepare(ctx, id, tampered); protocol.CodeOf(err) != protocol.CodeBlobFetch || !strings.Contains(err.Error(), "package evil") || !strings.Contains(err.Error(), "digest mismatch") {
+		t.Fatalf("prepare with a tampered blob: %v", err)
 	}
 	full, err := d.client.GetState(ctx, id, true)
 	if err != nil || full.Vitals == nil || full.Vitals.Disk["ephemeral"].Percent == "" || full.Processes[0].Mem == nil {
@@ -510,6 +532,54 @@ func TestAgentJourney(t *testing.T) {
 	if err := d.client.UpdateSettings(ctx, id, map[string]any{"trusted_certs": "", "disk_associations": []any{}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAgentRestart: an agent killed without stopping its jobs, once restarted on the
+// same root, ends the process groups it left and starts the jobs again.
+func TestAgentRestart(t *testing.T) {
+	ctx := context.Background()
+	d := newDirector(t)
+	const id = "agent-r"
+	root := t.TempDir()
+	kill := d.runAgent(t, id, root, nil)
+	httpdBin, err := os.ReadFile(filepath.Join(binDir, "httpd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	archive := d.put(t, tgz(t,
+		file{"web/config/bpm.yml", 0o644, "processes:\n- name: httpd\n  executable: /var/vcap/packages/httpd/bin/httpd\n  args: [--listen, " + addr + ", --message-file, /var/vcap/jobs/web/config/message]\n"},
+		file{"web/config/message", 0o644, "survivor"},
+	))
+	spec := protocol.ApplySpec{
+		Deployment: "demo", Name: "web", ID: "uuid-r",
+		Job:                      protocol.JobSpec{Name: "web", Templates: []protocol.JobTemplate{{Name: "web", Version: "v1"}}},
+		Packages:                 map[string]protocol.PackageSpec{"httpd": {Name: "httpd", Version: "1", BlobRef: d.put(t, tgz(t, file{"bin/httpd", 0o755, string(httpdBin)}))}},
+		RenderedTemplatesArchive: &archive,
+	}
+	if err := d.client.Apply(ctx, id, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.client.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	old := waitState(t, d, id, protocol.JobRunning).Processes[0].PID
+	kill()
+	d.runAgent(t, id, root, nil)
+	st := waitState(t, d, id, protocol.JobRunning)
+	if st.Processes[0].PID == old {
+		t.Fatalf("still pid %d", old)
+	}
+	if syscall.Kill(old, 0) == nil {
+		t.Fatalf("the old process %d was left running", old)
+	}
+	eventually(t, "restarted job serves", func() error {
+		body, err := httpGet(addr)
+		if err == nil && !strings.Contains(body, fmt.Sprintf("pid=%d", st.Processes[0].PID)) {
+			return fmt.Errorf("answered by %q", body)
+		}
+		return err
+	})
 }
 
 func keys(m map[string]string) []string {

@@ -220,6 +220,18 @@ func (s *supervisor) once(ctx context.Context, p *proc, log *slog.Logger) error 
 	go func() { exited <- cmd.Wait() }()
 	var waited <-chan error = exited
 	pid := cmd.Process.Pid
+	// The process group outlives its leader only until this returns: whatever the job
+	// left behind dies with it, and the pidfile lets a restarted agent reap a group it
+	// lost track of.
+	pgid := pid
+	pidfile := s.pidfile(p)
+	if err := os.MkdirAll(filepath.Dir(pidfile), 0o755); err == nil {
+		os.WriteFile(pidfile, []byte(strconv.Itoa(pgid)), 0o644)
+	}
+	defer func() {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		os.Remove(pidfile)
+	}()
 	p.set(func() {
 		p.pid, p.upSince = pid, time.Now()
 		if p.crashes == 0 {
@@ -250,7 +262,7 @@ func (s *supervisor) once(ctx context.Context, p *proc, log *slog.Logger) error 
 		case <-stable.C:
 			p.set(func() { p.state, p.crashes = protocol.JobRunning, 0 })
 		case <-ctx.Done():
-			s.terminate(p, pid, waited, log)
+			s.terminate(p, pid, pgid, waited, log)
 			return ctx.Err()
 		}
 	}
@@ -258,7 +270,7 @@ func (s *supervisor) once(ctx context.Context, p *proc, log *slog.Logger) error 
 
 // terminate runs the stop program (monit) or sends the shutdown signal (bpm), then
 // escalates, and finally kills whatever is left in the process group.
-func (s *supervisor) terminate(p *proc, pid int, waited <-chan error, log *slog.Logger) {
+func (s *supervisor) terminate(p *proc, pid, pgid int, waited <-chan error, log *slog.Logger) {
 	sig := syscall.SIGTERM
 	if p.spec.ShutdownSignal == "INT" {
 		sig = syscall.SIGINT
@@ -273,7 +285,7 @@ func (s *supervisor) terminate(p *proc, pid int, waited <-chan error, log *slog.
 			log.Warn("stop program failed", "err", err, "output", string(out))
 		}
 	} else {
-		syscall.Kill(-pid, sig)
+		syscall.Kill(-pgid, sig)
 		syscall.Kill(pid, sig)
 	}
 	for _, step := range []struct {
@@ -282,15 +294,37 @@ func (s *supervisor) terminate(p *proc, pid int, waited <-chan error, log *slog.
 	}{{termGrace, syscall.SIGQUIT}, {quitGrace, syscall.SIGKILL}} {
 		select {
 		case <-waited:
-			syscall.Kill(-pid, syscall.SIGKILL)
 			return
 		case <-time.After(step.wait):
 			log.Warn("process did not stop; escalating", "signal", step.sig)
-			syscall.Kill(-pid, step.sig)
+			syscall.Kill(-pgid, step.sig)
 			syscall.Kill(pid, step.sig)
 		}
 	}
 	<-waited
+}
+
+func (s *supervisor) pidfile(p *proc) string {
+	return filepath.Join(s.paths.sysRun(), "bosun", p.job, p.spec.Name+".pgid")
+}
+
+// reap ends process groups a previous agent run left behind (it crashed or was killed
+// without stopping its jobs), so that restarted jobs do not find their ports taken.
+func (s *supervisor) reap() {
+	files, _ := filepath.Glob(filepath.Join(s.paths.sysRun(), "bosun", "*", "*.pgid"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		pgid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err == nil && pgid > 1 && syscall.Kill(-pgid, 0) == nil {
+			s.log.Warn("ending a process group left by a previous agent", "pidfile", f, "pgid", pgid)
+			syscall.Kill(-pgid, syscall.SIGTERM)
+			for i := 0; i < 50 && syscall.Kill(-pgid, 0) == nil; i++ {
+				time.Sleep(100 * time.Millisecond)
+			}
+			syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+		os.Remove(f)
+	}
 }
 
 func runWithTimeout(cmd *exec.Cmd, d time.Duration) ([]byte, error) {

@@ -148,7 +148,7 @@ func (c *Client) call(ctx context.Context, agentID, method string, args []any) (
 			return nil, fmt.Errorf("%s on agent %s: decode reply: %w", method, agentID, err)
 		}
 		if resp.Exception != nil {
-			return nil, &Error{Code: resp.Exception.Code, Message: fmt.Sprintf("%s on agent %s: %s", method, agentID, resp.Exception.Message)}
+			return nil, &Error{Code: resp.Exception.Code, Message: resp.Exception.Message, Op: method + " on agent " + agentID}
 		}
 		return resp.Value, nil
 	case <-timer.C:
@@ -173,15 +173,22 @@ func (c *Client) Run(ctx context.Context, agentID, method string, args ...any) (
 		}
 		select {
 		case <-ctx.Done():
+		case <-time.After(c.opts.PollInterval):
+			v, err = c.Call(ctx, agentID, MethodGetTask, h.AgentTaskID)
+		}
+		if ctx.Err() != nil {
 			cctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 			c.Call(cctx, agentID, MethodCancelTask, h.AgentTaskID) //nolint:errcheck // best effort: the caller's error is ctx's
 			cancel()
 			return nil, fmt.Errorf("%s on agent %s: %w", method, agentID, ctx.Err())
-		case <-time.After(c.opts.PollInterval):
 		}
-		v, err = c.Call(ctx, agentID, MethodGetTask, h.AgentTaskID)
+		var failed *Error
+		if errors.As(err, &failed) {
+			// The task's own failure reads as the action's, not as get_task's.
+			return nil, &Error{Code: failed.Code, Message: failed.Message, Op: method + " on agent " + agentID}
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s on agent %s: %w", method, agentID, err)
+			return nil, fmt.Errorf("%s on agent %s: task %s: %w", method, agentID, h.AgentTaskID, err)
 		}
 	}
 }

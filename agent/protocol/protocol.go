@@ -100,9 +100,16 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Op names the call on the director side ("apply on agent x"); empty on the agent.
+	Op string
 }
 
-func (e *Error) Error() string { return e.Message }
+func (e *Error) Error() string {
+	if e.Op != "" {
+		return e.Op + ": " + e.Message
+	}
+	return e.Message
+}
 
 // Errorf builds an *Error.
 func Errorf(code Code, format string, args ...any) *Error {
