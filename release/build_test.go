@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -221,5 +222,34 @@ func TestPackageFilesBlobsAndExclusions(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"big.tgz", "p/main.go", "p/x/y.go", "packaging"}, slices.Sorted(maps.Keys(entries))); diff != "" {
 		t.Errorf("archive entries (-want +got):\n%s", diff)
+	}
+}
+
+func TestBuildRefusesSymlinksOutOfTheTree(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "secret")
+	for p, body := range map[string]string{
+		"jobs/j/spec": "name: j\ntemplates:\n  x: config/x\n",
+		secret:        "director credentials",
+	} {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "jobs/j/templates"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "jobs/j/templates/x")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Build(context.Background(), dir)
+	if err == nil || !strings.Contains(err.Error(), `job "j": read template "x"`) || !strings.Contains(err.Error(), "escapes") {
+		t.Errorf("error = %v, want a refusal naming the job and template", err)
 	}
 }

@@ -178,3 +178,20 @@ func TestRenderSecondEngine(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestProvidedLinkProperties(t *testing.T) {
+	r, err := Build(context.Background(), "testdata/demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Job("web").ProvidedLinkProperties("web", map[string]any{"port": 9000, "greeting": "not shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]any{"port": 9000}, got); diff != "" {
+		t.Errorf("link properties (-want +got):\n%s", diff)
+	}
+	if _, err := r.Job("web").ProvidedLinkProperties("db", nil); err == nil || !strings.Contains(err.Error(), `job "web" provides no link named "db"`) {
+		t.Errorf("unknown link: %v", err)
+	}
+}
