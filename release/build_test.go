@@ -186,6 +186,9 @@ func TestBuildRejectsBadReleases(t *testing.T) {
 		{"blob listed but absent", func(m fstest.MapFS) {
 			m["config/blobs.yml"] = &fstest.MapFile{Data: []byte("app/big.tgz:\n  size: 3\n  sha: abc\n")}
 		}, `config/blobs.yml lists blob "app/big.tgz" but blobs/app/big.tgz is missing`},
+		{"two templates, one destination", func(m fstest.MapFS) {
+			m["jobs/web/spec"] = &fstest.MapFile{Data: []byte("name: web\ntemplates:\n  run.tmpl: bin/run\n  other: bin/run\n")}
+		}, `jobs/web/spec: line 2: templates "other" and "run.tmpl" both render to "bin/run"`},
 		{"link without type", func(m fstest.MapFS) {
 			m["jobs/web/spec"] = &fstest.MapFile{Data: []byte("name: web\nconsumes:\n- name: db\n")}
 		}, `jobs/web/spec: line 2: every link needs a name and a type`},
