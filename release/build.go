@@ -34,10 +34,14 @@ func Build(ctx context.Context, dir string) (*Release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build release from %s: %w", dir, err)
 	}
-	if _, err := os.Stat(abs); err != nil {
+	// os.Root keeps symlinks from reaching outside the release directory: a release taken
+	// from a pull request must not pull the director's own files into a job.
+	root, err := os.OpenRoot(abs)
+	if err != nil {
 		return nil, fmt.Errorf("build release: %w", err)
 	}
-	return BuildFS(ctx, os.DirFS(abs), filepath.Base(abs))
+	defer root.Close()
+	return BuildFS(ctx, root.FS(), filepath.Base(abs))
 }
 
 // BuildFS is Build over any file system (a git tree, an fs.FS in tests); defaultName is

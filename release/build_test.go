@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -185,6 +186,9 @@ func TestBuildRejectsBadReleases(t *testing.T) {
 		{"blob listed but absent", func(m fstest.MapFS) {
 			m["config/blobs.yml"] = &fstest.MapFile{Data: []byte("app/big.tgz:\n  size: 3\n  sha: abc\n")}
 		}, `config/blobs.yml lists blob "app/big.tgz" but blobs/app/big.tgz is missing`},
+		{"two templates, one destination", func(m fstest.MapFS) {
+			m["jobs/web/spec"] = &fstest.MapFile{Data: []byte("name: web\ntemplates:\n  run.tmpl: bin/run\n  other: bin/run\n")}
+		}, `jobs/web/spec: line 2: templates "other" and "run.tmpl" both render to "bin/run"`},
 		{"link without type", func(m fstest.MapFS) {
 			m["jobs/web/spec"] = &fstest.MapFile{Data: []byte("name: web\nconsumes:\n- name: db\n")}
 		}, `jobs/web/spec: line 2: every link needs a name and a type`},
@@ -222,4 +226,75 @@ func TestPackageFilesBlobsAndExclusions(t *testing.T) {
 	if diff := cmp.Diff([]string{"big.tgz", "p/main.go", "p/x/y.go", "packaging"}, slices.Sorted(maps.Keys(entries))); diff != "" {
 		t.Errorf("archive entries (-want +got):\n%s", diff)
 	}
+}
+
+func TestBuildRefusesSymlinksOutOfTheTree(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "secret")
+	for p, body := range map[string]string{
+		"jobs/j/spec": "name: j\ntemplates:\n  x: config/x\n",
+		secret:        "director credentials",
+	} {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "jobs/j/templates"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "jobs/j/templates/x")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Build(context.Background(), dir)
+	if err == nil || !strings.Contains(err.Error(), `job "j": read template "x"`) || !strings.Contains(err.Error(), "escapes") {
+		t.Errorf("error = %v, want a refusal naming the job and template", err)
+	}
+}
+
+// TestFingerprintsMatchBoshCLIIntegration rebuilds the release of bosh-cli's own
+// create-release integration test (init-release, generate-job job1, generate-package pkg1
+// and pkg2, a LICENSE, then in-src and in-blobs files for pkg1) and expects the
+// fingerprints that test expects of bosh-cli.
+func TestFingerprintsMatchBoshCLIIntegration(t *testing.T) {
+	m := fstest.MapFS{
+		"LICENSE":                 {Data: []byte("LICENSE")},
+		"jobs/job1/spec":          {Data: []byte("---\nname: job1\n\ntemplates: {}\n\npackages: [pkg1, pkg2]\n\nproperties: {}\n")},
+		"jobs/job1/monit":         {Data: []byte("")},
+		"packages/pkg1/spec":      {Data: []byte("---\nname: pkg1\n\ndependencies: [pkg2]\n\nfiles: []\n")},
+		"packages/pkg1/packaging": {Data: []byte("set -e\n")},
+		"packages/pkg2/spec":      {Data: []byte("---\nname: pkg2\n\ndependencies: []\n\nfiles: []\n")},
+		"packages/pkg2/packaging": {Data: []byte("set -e\n")},
+	}
+	check := func(want map[string]string) {
+		t.Helper()
+		r, err := BuildFS(context.Background(), m, "release")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{"job1": r.Job("job1").Fingerprint, "pkg1": r.Package("pkg1").Fingerprint, "pkg2": r.Package("pkg2").Fingerprint, "license": r.Manifest.License.Fingerprint}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("fingerprints (-bosh-cli +bosun):\n%s", diff)
+		}
+	}
+	check(map[string]string{
+		"job1":    "f54520d6563c438bf0bc5bb674777db171b78d848a057a3faec0e9b572c3a76c",
+		"pkg1":    "08441a1962e8141645edb0f2ddb91330454f2f1a3954d7f27fa256eb5e7b4ed6",
+		"pkg2":    "34581dd0d93735e444a32450e3ae3951258c936479b45e08f1fa074740c7e392",
+		"license": "42a33a7295936a632c8f54e70f2553975ee38a476d6aae93f3676e68c9db2f86",
+	})
+	m["src/in-src"] = &fstest.MapFile{Data: []byte("in-src"), Mode: 0o644}
+	m["blobs/in-blobs"] = &fstest.MapFile{Data: []byte("in-blobs"), Mode: 0o644}
+	m["packages/pkg1/spec"] = &fstest.MapFile{Data: []byte("---\nname: pkg1\n\ndependencies: [pkg2]\n\nfiles:\n- in-src\n- in-blobs\n")}
+	check(map[string]string{
+		"job1":    "f54520d6563c438bf0bc5bb674777db171b78d848a057a3faec0e9b572c3a76c",
+		"pkg1":    "00ebebd8dd5a533a91f9de34b0cf708772fca87ada7e37e63bec00ece2e0634c",
+		"pkg2":    "34581dd0d93735e444a32450e3ae3951258c936479b45e08f1fa074740c7e392",
+		"license": "42a33a7295936a632c8f54e70f2553975ee38a476d6aae93f3676e68c9db2f86",
+	})
 }

@@ -530,3 +530,26 @@ type unsupportedEngine struct{ name string }
 func (u unsupportedEngine) Compile(name string, _ []byte) (Template, error) {
 	return nil, fmt.Errorf("%w: %s templates are not supported yet; write %s as a Go text/template without the .erb suffix", ErrEngineUnsupported, u.name, name)
 }
+
+// ProvidedLinkProperties returns the properties a job shares through its provided link
+// named link: the values, from the job's merged properties, of the dotted names the spec's
+// provides entry lists. A listed property with no value is left out, as BOSH does.
+func (j *Job) ProvidedLinkProperties(link string, given map[string]any) (map[string]any, error) {
+	for _, l := range j.Spec.Provides {
+		if l.Name != link {
+			continue
+		}
+		merged := MergeProperties(j.Spec.Properties, given)
+		out := map[string]any{}
+		for _, n := range l.Properties {
+			if _, ok := j.Spec.Properties[n]; !ok {
+				return nil, fmt.Errorf("job %q provides link %q with property %q, which its spec does not declare", j.Spec.Name, link, n)
+			}
+			if v, ok := lookup(merged, n); ok {
+				set(out, n, v)
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("job %q provides no link named %q", j.Spec.Name, link)
+}

@@ -178,3 +178,55 @@ func TestRenderSecondEngine(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestProvidedLinkProperties(t *testing.T) {
+	r, err := Build(context.Background(), "testdata/demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Job("web").ProvidedLinkProperties("web", map[string]any{"port": 9000, "greeting": "not shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]any{"port": 9000}, got); diff != "" {
+		t.Errorf("link properties (-want +got):\n%s", diff)
+	}
+	if _, err := r.Job("web").ProvidedLinkProperties("db", nil); err == nil || !strings.Contains(err.Error(), `job "web" provides no link named "db"`) {
+		t.Errorf("unknown link: %v", err)
+	}
+}
+
+// Many goroutines render instances of one job at once, as a director's workers do; run
+// with -race this checks that compiled templates are shared safely.
+func TestRenderConcurrently(t *testing.T) {
+	r, err := Build(context.Background(), "testdata/demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn := NewRenderer()
+	want, err := rn.Render(demoInstance(3), []JobInput{{Release: "demo", Job: r.Job("web")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 20 {
+				got, err := rn.Render(demoInstance(3), []JobInput{{Release: "demo", Job: r.Job("web")}})
+				if err == nil && got.ConfigurationHash != want.ConfigurationHash {
+					err = errors.New("a concurrent render gave another result")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -106,7 +106,13 @@ func ParseJobSpec(file string, data []byte) (*JobSpec, error) {
 	if !nameRE.MatchString(s.Name) {
 		return nil, fmt.Errorf("%s: name %q: want letters, digits, '.', '-' or '_'", at("name"), s.Name)
 	}
+	dests := map[string]string{}
 	for src, dst := range s.Templates {
+		if other, dup := dests[path.Clean(dst)]; dup {
+			a, b := min(src, other), max(src, other)
+			return nil, fmt.Errorf("%s: templates %q and %q both render to %q", at("templates"), a, b, dst)
+		}
+		dests[path.Clean(dst)] = src
 		if err := relPath(src); err != nil {
 			return nil, fmt.Errorf("%s: template source %q: %v", at("templates"), src, err)
 		}

@@ -79,10 +79,15 @@ func ReadTarball(ctx context.Context, rd io.Reader) (*Release, error) {
 		return nil, fmt.Errorf("read release tarball: release.MF: want a valid name and a version, got name %q version %q", m.Name, m.Version)
 	}
 	where := fmt.Sprintf("read release %s/%s", m.Name, m.Version)
+	seen := map[string]bool{}
 	get := func(kind, name, sum string) ([]byte, error) {
 		if !nameRE.MatchString(name) {
 			return nil, fmt.Errorf("%s: release.MF: %s name %q is not a valid name", where, kind, name)
 		}
+		if seen[kind+"/"+name] {
+			return nil, fmt.Errorf("%s: release.MF lists %s %q twice", where, kind, name)
+		}
+		seen[kind+"/"+name] = true
 		p := kind + "s/" + name + ".tgz"
 		data, ok := entries[p]
 		if !ok {

@@ -74,6 +74,11 @@ func TestReadTarballErrors(t *testing.T) {
 		{"path in a job name", func(e map[string][]byte) {
 			e["release.MF"] = bytes.Replace(e["release.MF"], []byte("- name: web"), []byte("- name: ../web"), 1)
 		}, `job name "../web" is not a valid name`},
+		{"job listed twice", func(e map[string][]byte) {
+			mf := string(e["release.MF"])
+			i, j := strings.Index(mf, "\njobs:\n")+len("\njobs:\n"), strings.Index(mf, "\npackages:\n")+1
+			e["release.MF"] = []byte(mf[:j] + mf[i:j] + mf[j:])
+		}, `release.MF lists job "web" twice`},
 		{"license missing", func(e map[string][]byte) { delete(e, "license.tgz") },
 			"lists a license but the tarball has no license.tgz"},
 	}
