@@ -3,7 +3,6 @@ package source
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"slices"
@@ -140,15 +139,38 @@ func (f *treeFS) entries(n node) ([]fs.DirEntry, error) {
 	}
 	out := make([]fs.DirEntry, 0, len(t.Entries))
 	for _, e := range t.Entries {
-		fi, err := f.info(node{name: e.Name, mode: e.Mode, hash: e.Hash})
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", e.Name, err)
-		}
-		out = append(out, fs.FileInfoToDirEntry(fi))
+		out = append(out, dirEntry{fs: f, n: node{name: e.Name, mode: e.Mode, hash: e.Hash}})
 	}
 	slices.SortFunc(out, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return out, nil
 }
+
+// dirEntry looks up its size only when asked: fs.WalkDir never asks, and a size costs an
+// object lookup.
+type dirEntry struct {
+	fs *treeFS
+	n  node
+}
+
+func (d dirEntry) Name() string { return d.n.name }
+func (d dirEntry) IsDir() bool  { return d.n.isDir() }
+func (d dirEntry) Type() fs.FileMode {
+	switch d.n.mode {
+	case filemode.Dir:
+		return fs.ModeDir
+	case filemode.Symlink:
+		return fs.ModeSymlink
+	case filemode.Submodule:
+		return fs.ModeIrregular
+	}
+	return 0
+}
+func (d dirEntry) Info() (fs.FileInfo, error) {
+	d.fs.src.mu.Lock()
+	defer d.fs.src.mu.Unlock()
+	return d.fs.info(d.n)
+}
+func (d dirEntry) String() string { return fs.FormatDirEntry(d) }
 
 func (f *treeFS) Open(name string) (fs.File, error) {
 	f.src.mu.Lock()

@@ -40,7 +40,7 @@ func (r *workRepo) commit(msg string, files map[string]string) string {
 	for p, c := range files {
 		full := filepath.Join(r.dir, p)
 		if c == "" {
-			if _, err := wt.Remove(p); err != nil {
+			if err := os.Remove(full); err != nil {
 				r.t.Fatal(err)
 			}
 			continue
@@ -51,9 +51,9 @@ func (r *workRepo) commit(msg string, files map[string]string) string {
 		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
 			r.t.Fatal(err)
 		}
-		if _, err := wt.Add(p); err != nil {
-			r.t.Fatal(err)
-		}
+	}
+	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+		r.t.Fatal(err)
 	}
 	r.n++
 	when := time.Date(2026, 11, 22, 1, 0, r.n, 0, time.UTC)
