@@ -299,7 +299,7 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 			staticKept[s.ips[staticNet].String()] = true
 		}
 	} else {
-		slots, unclaimed = placeBalanced(g.Instances, azs, ex)
+		slots, unclaimed = placeBalanced(g.Instances, g.Disk.Size > 0, azs, ex)
 	}
 	if err != nil {
 		return GroupPlan{}, err
@@ -420,11 +420,12 @@ func (pl *planner) validate(g Group) (strategy, error) {
 }
 
 // placeBalanced is BOSH's AvailabilityZonePicker: instances with a persistent disk stay in
-// their AZ; every other desired instance goes to the AZ with the fewest placed so far,
+// their AZ (only while the group keeps a disk: BOSH pins them even when the disk is about
+// to be deleted, and so needs a second deploy to rebalance); every other desired instance goes to the AZ with the fewest placed so far,
 // preferring the AZ with the most unclaimed existing instances, whose lowest index it
 // takes. What is left unclaimed is deleted: so scaling down removes from the most-used AZ,
 // highest index first, and an AZ dropped from the group loses all its instances.
-func placeBalanced(count int, azs []string, ex []existing) ([]*slot, []*existing) {
+func placeBalanced(count int, keepsDisk bool, azs []string, ex []existing) ([]*slot, []*existing) {
 	left := map[string][]*existing{}
 	var unclaimed []*existing
 	for i := range ex {
@@ -448,7 +449,7 @@ func placeBalanced(count int, azs []string, ex []existing) ([]*slot, []*existing
 		if len(slots) == count {
 			break
 		}
-		if e := &ex[i]; e.Applied.Disk.Size > 0 && slices.Contains(left[e.AZ], e) {
+		if e := &ex[i]; keepsDisk && e.Applied.Disk.Size > 0 && slices.Contains(left[e.AZ], e) {
 			claim(e)
 		}
 	}

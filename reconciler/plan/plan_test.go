@@ -400,18 +400,24 @@ func TestInvalidInput(t *testing.T) {
 		{"bad watch time", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].Update.CanaryWatchTime = "5000-1000" }, "min must not exceed max"},
 		{"bad vm_strategy", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].Update.VMStrategy = "yolo" }, "update.vm_strategy"},
 		{"duplicate group", func(d *Desired, _ *Observed, _ *Options) { d.Groups = append(d.Groups, d.Groups[0]) }, "instance_groups[web]: name is used twice"},
-		{"duplicate job", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].Jobs = append(d.Groups[0].Jobs, d.Groups[0].Jobs[0]) }, `jobs: "web" is listed twice`},
+		{"duplicate job", func(d *Desired, _ *Observed, _ *Options) {
+			d.Groups[0].Jobs = append(d.Groups[0].Jobs, d.Groups[0].Jobs[0])
+		}, `jobs: "web" is listed twice`},
 		{"two default gateways", func(d *Desired, _ *Observed, _ *Options) {
 			d.Groups[0].Networks = []GroupNetwork{{Name: "default", Default: []string{"dns", "gateway"}}, {Name: "dyn", Default: []string{"gateway"}}}
 		}, "exactly one network must be default for gateway, 2 are"},
 		{"bad subnet range", func(d *Desired, _ *Observed, _ *Options) { d.Cloud.Networks[0].Subnets[1].Range = "10.0.2.0/33" }, `cloud-config networks[default].subnets[1]: range: "10.0.2.0/33" is not a CIDR`},
 		{"gateway outside range", func(d *Desired, _ *Observed, _ *Options) { d.Cloud.Networks[0].Subnets[0].Gateway = "10.0.2.1" }, "gateway: 10.0.2.1 is not a usable address of 10.0.1.0/24"},
-		{"overlapping subnets", func(d *Desired, _ *Observed, _ *Options) { 
+		{"overlapping subnets", func(d *Desired, _ *Observed, _ *Options) {
 			d.Cloud.Networks[0].Subnets[1].Range, d.Cloud.Networks[0].Subnets[1].Gateway = "10.0.1.128/25", "10.0.1.129"
 			d.Cloud.Networks[0].Subnets[1].Reserved, d.Cloud.Networks[0].Subnets[1].Static = nil, nil
 		}, "overlaps subnet 10.0.1.0/24"},
-		{"static overlaps reserved", func(d *Desired, _ *Observed, _ *Options) { d.Cloud.Networks[0].Subnets[0].Static = []string{"10.0.1.5-10.0.1.20"} }, "static: 10.0.1.5-10.0.1.20 overlaps a reserved range"},
-		{"no subnet in az", func(d *Desired, _ *Observed, _ *Options) { d.Cloud.Networks[0].Subnets = d.Cloud.Networks[0].Subnets[:2] }, `network has no subnet in az "z3"`},
+		{"static overlaps reserved", func(d *Desired, _ *Observed, _ *Options) {
+			d.Cloud.Networks[0].Subnets[0].Static = []string{"10.0.1.5-10.0.1.20"}
+		}, "static: 10.0.1.5-10.0.1.20 overlaps a reserved range"},
+		{"no subnet in az", func(d *Desired, _ *Observed, _ *Options) {
+			d.Cloud.Networks[0].Subnets = d.Cloud.Networks[0].Subnets[:2]
+		}, `network has no subnet in az "z3"`},
 		{"no id generator", func(_ *Desired, _ *Observed, opts *Options) { opts.NewID = nil }, "needs an instance id generator"},
 		{"id generator repeats", func(_ *Desired, _ *Observed, opts *Options) { opts.NewID = func() string { return "same" } }, `returned "same", which is empty or already used`},
 		{"observed duplicate id", func(_ *Desired, o *Observed, _ *Options) {
