@@ -2,6 +2,8 @@ package plan
 
 import (
 	"cmp"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -104,38 +106,52 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 
 // indexObserved checks the observed instances and groups them by instance group, by index.
 func indexObserved(o Observed) (map[string][]Instance, error) {
-	byGroup := map[string][]Instance{}
-	ids := map[string]bool{}
-	at := map[string]string{}
-	ips := map[string]string{}
+	type slotKey struct {
+		group string
+		index int
+	}
+	type ipKey struct {
+		net string
+		a   netip.Addr
+	}
+	ids := make(map[string]bool, len(o.Instances))
+	at := make(map[slotKey]string, len(o.Instances))
+	ips := make(map[ipKey]string, len(o.Instances))
+	counts := map[string]int{}
 	for _, in := range o.Instances {
-		name := in.Group + "/" + strconv.Itoa(in.Index)
+		name := func() string { return in.Group + "/" + strconv.Itoa(in.Index) }
 		switch {
 		case in.ID == "":
-			return nil, fmt.Errorf("observed instance %s has no id", name)
+			return nil, fmt.Errorf("observed instance %s has no id", name())
 		case in.Group == "":
 			return nil, fmt.Errorf("observed instance %s has no instance group", in.ID)
 		case in.Index < 0:
-			return nil, fmt.Errorf("observed instance %s (%s) has a negative index", name, in.ID)
+			return nil, fmt.Errorf("observed instance %s (%s) has a negative index", name(), in.ID)
 		case ids[in.ID]:
 			return nil, fmt.Errorf("observed instance id %s is used twice", in.ID)
-		case at[name] != "":
-			return nil, fmt.Errorf("observed instances %s and %s are both %s", at[name], in.ID, name)
+		case at[slotKey{in.Group, in.Index}] != "":
+			return nil, fmt.Errorf("observed instances %s and %s are both %s", at[slotKey{in.Group, in.Index}], in.ID, name())
 		}
-		ids[in.ID], at[name] = true, in.ID
+		ids[in.ID], at[slotKey{in.Group, in.Index}] = true, in.ID
 		for net, ip := range in.IPs {
 			if ip == "" {
 				continue
 			}
 			a, err := netip.ParseAddr(ip)
 			if err != nil {
-				return nil, fmt.Errorf("observed instance %s (%s): network %s: %q is not an IP address", name, in.ID, net, ip)
+				return nil, fmt.Errorf("observed instance %s (%s): network %s: %q is not an IP address", name(), in.ID, net, ip)
 			}
-			key := net + " " + a.String()
-			if other := ips[key]; other != "" {
-				return nil, fmt.Errorf("observed instances %s and %s both hold %s on network %s", other, name, a, net)
+			if other := ips[ipKey{net, a}]; other != "" {
+				return nil, fmt.Errorf("observed instances %s and %s both hold %s on network %s", other, in.ID, a, net)
 			}
-			ips[key] = name
+			ips[ipKey{net, a}] = in.ID
+		}
+		counts[in.Group]++
+	}
+	byGroup := make(map[string][]Instance, len(counts))
+	for _, in := range o.Instances {
+		if byGroup[in.Group] == nil {
+			byGroup[in.Group] = make([]Instance, 0, counts[in.Group])
 		}
 		byGroup[in.Group] = append(byGroup[in.Group], in)
 	}
@@ -211,6 +227,7 @@ type planner struct {
 	foreign map[string]map[netip.Addr]bool   // network → addresses other deployments hold
 	static  map[string]map[netip.Addr]string // network → static IP → group claiming it
 	ids     map[string]bool
+	h       hasher // reused for per-instance fingerprints
 }
 
 // claimStatic checks every group's static IPs before any placement, so that a static IP
@@ -269,7 +286,7 @@ type slot struct {
 	az    string
 	index int
 	id    string
-	ips   map[string]netip.Addr
+	ips   []netip.Addr // by the group's network position; invalid where not yet known
 }
 
 func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
@@ -296,7 +313,7 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 		staticNet = g.Networks[driver].Name
 		slots, unclaimed, err = pl.placeStatic(g, azs, staticNet, ex)
 		for _, s := range slots {
-			staticKept[s.ips[staticNet].String()] = true
+			staticKept[s.ips[0].String()] = true
 		}
 	} else {
 		slots, unclaimed = placeBalanced(g.Instances, g.Disk.Size > 0, azs, ex)
@@ -307,18 +324,29 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 	if err := pl.assignIndexesAndIDs(g.Name, slots, unclaimed); err != nil {
 		return GroupPlan{}, err
 	}
+	// One backing array for every slot's addresses; placeStatic left the placing
+	// network's address first.
+	backing := make([]netip.Addr, len(slots)*len(g.Networks))
+	for i, s := range slots {
+		ips := backing[i*len(g.Networks) : (i+1)*len(g.Networks)]
+		if len(s.ips) > 0 {
+			ips[driver] = s.ips[0]
+		}
+		s.ips = ips
+	}
 	slices.SortFunc(slots, func(a, b *slot) int { return cmp.Compare(a.index, b.index) })
 	for i, gn := range g.Networks {
 		if i == driver {
 			continue
 		}
-		if err := pl.assignIPs(g, gn, slots); err != nil {
+		if err := pl.assignIPs(g, i, slots); err != nil {
 			return GroupPlan{}, fmt.Errorf("networks[%s]: %w", gn.Name, err)
 		}
 	}
 	bootstrap := electBootstrap(azs, slots)
 
-	gp := GroupPlan{Name: g.Name, Lifecycle: g.Lifecycle, Strategy: st.Strategy}
+	gp := GroupPlan{Name: g.Name, Lifecycle: g.Lifecycle, Strategy: st.Strategy,
+		Instances: make([]InstancePlan, 0, len(slots)+len(unclaimed))}
 	if gp.Lifecycle == "" {
 		gp.Lifecycle = Service
 	}
@@ -426,49 +454,69 @@ func (pl *planner) validate(g Group) (strategy, error) {
 // takes. What is left unclaimed is deleted: so scaling down removes from the most-used AZ,
 // highest index first, and an AZ dropped from the group loses all its instances.
 func placeBalanced(count int, keepsDisk bool, azs []string, ex []existing) ([]*slot, []*existing) {
-	left := map[string][]*existing{}
+	pos := make(map[string]int, len(azs))
+	for i, az := range azs {
+		pos[az] = i
+	}
+	queues := make([][]*existing, len(azs)) // per AZ, by index
 	var unclaimed []*existing
 	for i := range ex {
-		e := &ex[i]
-		if slices.Contains(azs, e.AZ) {
-			left[e.AZ] = append(left[e.AZ], e)
+		if p, ok := pos[ex[i].AZ]; ok {
+			queues[p] = append(queues[p], &ex[i])
 		} else {
-			unclaimed = append(unclaimed, e)
+			unclaimed = append(unclaimed, &ex[i])
 		}
 	}
-	order := slices.Clone(azs)
-	slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(len(left[b]), len(left[a])) })
-	placed := map[string]int{}
+	left, placed, head := make([]int, len(azs)), make([]int, len(azs)), make([]int, len(azs))
+	for p := range queues {
+		left[p] = len(queues[p])
+	}
+	order := make([]int, len(azs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(left[b], left[a]) })
+	claimed := map[*existing]bool{}
 	slots := make([]*slot, 0, count)
-	claim := func(e *existing) {
-		left[e.AZ] = slices.DeleteFunc(left[e.AZ], func(o *existing) bool { return o == e })
-		placed[e.AZ]++
+	claim := func(p int, e *existing) {
+		claimed[e] = true
+		left[p]--
+		placed[p]++
 		slots = append(slots, &slot{e: e, az: e.AZ})
 	}
-	for i := range ex {
-		if len(slots) == count {
-			break
-		}
-		if e := &ex[i]; keepsDisk && e.Applied.Disk.Size > 0 && slices.Contains(left[e.AZ], e) {
-			claim(e)
+	if keepsDisk {
+		for i := range ex {
+			if len(slots) == count {
+				break
+			}
+			if p, ok := pos[ex[i].AZ]; ok && ex[i].Applied.Disk.Size > 0 {
+				claim(p, &ex[i])
+			}
 		}
 	}
 	for len(slots) < count {
-		best := ""
-		for i, az := range order {
-			if i == 0 || placed[az] < placed[best] || (placed[az] == placed[best] && len(left[az]) > len(left[best])) {
-				best = az
+		best := order[0]
+		for _, p := range order[1:] {
+			if placed[p] < placed[best] || (placed[p] == placed[best] && left[p] > left[best]) {
+				best = p
 			}
 		}
-		if len(left[best]) > 0 {
-			claim(left[best][0])
+		if left[best] == 0 {
+			placed[best]++
+			slots = append(slots, &slot{az: azs[best]})
 			continue
 		}
-		placed[best]++
-		slots = append(slots, &slot{az: best})
+		for claimed[queues[best][head[best]]] {
+			head[best]++
+		}
+		claim(best, queues[best][head[best]])
 	}
-	for _, az := range order {
-		unclaimed = append(unclaimed, left[az]...)
+	for p := range queues {
+		for _, e := range queues[p][head[p]:] {
+			if !claimed[e] {
+				unclaimed = append(unclaimed, e)
+			}
+		}
 	}
 	return slots, unclaimed
 }
@@ -514,7 +562,7 @@ func (pl *planner) placeStatic(g Group, azs []string, net string, ex []existing)
 		unclaimed = slices.DeleteFunc(unclaimed, func(o *existing) bool { return o == e })
 		placed[az]++
 		done[a] = true
-		slots = append(slots, &slot{e: e, az: az, ips: map[string]netip.Addr{net: a}})
+		slots = append(slots, &slot{e: e, az: az, ips: []netip.Addr{a}})
 	}
 	for _, e := range slices.Clone(unclaimed) {
 		a, err := netip.ParseAddr(e.IPs[net])
@@ -629,14 +677,10 @@ func (pl *planner) assignIndexesAndIDs(group string, slots []*slot, unclaimed []
 
 // assignIPs gives each instance its address on one of the group's networks (other than the
 // one whose static IPs placed the group).
-func (pl *planner) assignIPs(g Group, gn GroupNetwork, slots []*slot) error {
+func (pl *planner) assignIPs(g Group, pos int, slots []*slot) error {
+	gn := g.Networks[pos]
 	n := pl.nets[gn.Name]
-	set := func(s *slot, a netip.Addr) {
-		if s.ips == nil {
-			s.ips = map[string]netip.Addr{}
-		}
-		s.ips[gn.Name] = a
-	}
+	set := func(s *slot, a netip.Addr) { s.ips[pos] = a }
 	current := func(s *slot) (netip.Addr, bool) {
 		if s.e == nil {
 			return netip.Addr{}, false
@@ -755,8 +799,9 @@ func electBootstrap(azs []string, slots []*slot) *slot {
 
 // groupFP holds the fingerprints shared by a group's instances.
 type groupFP struct {
-	jobs string
-	vm   map[string]string // by az
+	stemcell string
+	jobs     string
+	vm       map[string]string // by az
 }
 
 func (pl *planner) groupFingerprints(g Group) groupFP {
@@ -764,7 +809,7 @@ func (pl *planner) groupFingerprints(g Group) groupFP {
 	for _, j := range g.Jobs {
 		h.add(j.Name, j.Release, j.Version, j.Hash)
 	}
-	fp := groupFP{jobs: h.sum(), vm: map[string]string{}}
+	fp := groupFP{stemcell: g.Stemcell.String(), jobs: h.sum(), vm: map[string]string{}}
 	for _, az := range append(slices.Clone(g.AZs), "") {
 		h := newHasher()
 		h.add(g.VMType, g.CloudPropertiesHash, pl.azs[az].CloudPropertiesHash)
@@ -777,13 +822,14 @@ func (pl *planner) groupFingerprints(g Group) groupFP {
 // networkFP fingerprints an instance's network settings: names, defaults, addresses and
 // the cloud properties of the subnets they come from.
 func (pl *planner) networkFP(g Group, s *slot) string {
-	h := newHasher()
-	for _, gn := range g.Networks {
+	h := &pl.h
+	h.b = h.b[:0]
+	for i, gn := range g.Networks {
 		n := pl.nets[gn.Name]
 		h.add(gn.Name, string(n.typ))
 		h.add(gn.Default...)
 		sub := n.servesAZ(s.az)
-		if a, ok := s.ips[gn.Name]; ok {
+		if a := s.ips[i]; a.IsValid() {
 			h.add(a.String())
 			if sa := n.subnetOf(a); sa != nil {
 				sub = sa
@@ -802,12 +848,13 @@ func (pl *planner) diff(g Group, fp groupFP, s *slot, bootstrap bool) (InstanceP
 	if in.VMStrategy == "" {
 		in.VMStrategy = DeleteCreate
 	}
-	for _, gn := range g.Networks {
+	in.IPs = make([]Address, 0, len(g.Networks))
+	for i, gn := range g.Networks {
 		addr := Address{Network: gn.Name, Default: gn.Default}
 		if len(g.Networks) == 1 && len(addr.Default) == 0 {
 			addr.Default = []string{"dns", "gateway"}
 		}
-		if a, ok := s.ips[gn.Name]; ok {
+		if a := s.ips[i]; a.IsValid() {
 			addr.IP = a.String()
 		} else if s.e != nil {
 			addr.IP = s.e.IPs[gn.Name] // a dynamic address, as the agent reported it
@@ -817,7 +864,7 @@ func (pl *planner) diff(g Group, fp groupFP, s *slot, bootstrap bool) (InstanceP
 		}
 		in.IPs = append(in.IPs, addr)
 	}
-	in.Applied = Fingerprint{Stemcell: g.Stemcell.String(), VM: fp.vm[s.az], Env: g.EnvHash,
+	in.Applied = Fingerprint{Stemcell: fp.stemcell, VM: fp.vm[s.az], Env: g.EnvHash,
 		Networks: pl.networkFP(g, s), Jobs: fp.jobs, Disk: g.Disk}
 	if s.e == nil {
 		in.Action = Create
@@ -828,16 +875,8 @@ func (pl *planner) diff(g Group, fp groupFP, s *slot, bootstrap bool) (InstanceP
 	}
 	e, old, now := s.e, s.e.Applied, in.Applied
 	in.VMCID = e.VMCID
-	recreate := func(k ReasonKind, detail string) {
-		in.Action = Recreate
-		in.Reasons = append(in.Reasons, Reason{Kind: k, Detail: detail})
-	}
-	update := func(k ReasonKind, detail string) {
-		if in.Action == Keep {
-			in.Action = Update
-		}
-		in.Reasons = append(in.Reasons, Reason{Kind: k, Detail: detail})
-	}
+	recreate := func(k ReasonKind, detail string) { in.because(Recreate, k, detail) }
+	update := func(k ReasonKind, detail string) { in.because(Update, k, detail) }
 	if e.Unresponsive {
 		if !pl.opts.Fix {
 			return in, fmt.Errorf("instance %s/%d (%s) is unresponsive; repair it, or plan with fix to recreate it", e.Group, e.Index, e.ID)
@@ -875,6 +914,14 @@ func (pl *planner) diff(g Group, fp groupFP, s *slot, bootstrap bool) (InstanceP
 		update(ReasonDisk, fmt.Sprintf("%s %s", in.Disk, arrow(diskString(old.Disk), diskString(now.Disk))))
 	}
 	return in, nil
+}
+
+// because records a reason; a recreate outranks an update.
+func (in *InstancePlan) because(a Action, k ReasonKind, detail string) {
+	if in.Action != Recreate {
+		in.Action = a
+	}
+	in.Reasons = append(in.Reasons, Reason{Kind: k, Detail: detail})
 }
 
 func diskAction(old, now Disk) DiskAction {
@@ -946,7 +993,11 @@ func (h *hasher) add(parts ...string) {
 func (h *hasher) sum() string {
 	f := fnv.New64a()
 	f.Write(h.b)
-	return fmt.Sprintf("%016x", f.Sum64())
+	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], f.Sum64())
+	var out [16]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
