@@ -89,6 +89,9 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 			if by, ok := consumed[m.Name]; ok {
 				return Plan{}, fmt.Errorf("instance_groups[%s].migrated_from: %q is already migrated into %q", g.Name, m.Name, by)
 			}
+			if m.AZ != "" && !slices.Contains(g.AZs, m.AZ) {
+				return Plan{}, fmt.Errorf("instance_groups[%s].migrated_from[%s].az: %q is not one of the instance group's azs", g.Name, m.Name, m.AZ)
+			}
 			consumed[m.Name] = g.Name
 			existing = append(existing, asExisting(byGroup[m.Name], m.Name, m.AZ)...)
 		}
@@ -361,8 +364,8 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 	slices.SortFunc(unclaimed, func(a, b *existing) int { return cmp.Compare(a.Index, b.Index) })
 	for _, e := range unclaimed {
 		why := Reason{Kind: ReasonScaledDown, Detail: fmt.Sprintf("to %d instances", g.Instances)}
-		if e.AZ != "" && !slices.Contains(g.AZs, e.AZ) {
-			why = Reason{Kind: ReasonAZRemoved, Detail: e.AZ}
+		if !slices.Contains(azs, e.AZ) {
+			why = Reason{Kind: ReasonAZRemoved, Detail: cmp.Or(e.AZ, "(none)")}
 		} else if ip := e.IPs[staticNet]; staticNet != "" && ip != "" && !staticKept[ip] {
 			why = Reason{Kind: ReasonStaticIPRemoved, Detail: ip}
 		}
@@ -370,7 +373,14 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 		in.Group = g.Name
 		gp.Instances = append(gp.Instances, in)
 	}
-	gp.Batches = st.batches(gp.Instances)
+	if gp.Lifecycle == Errand {
+		// An errand's VMs exist only while it runs; converging the group only records its
+		// instances and deletes the ones no longer wanted.
+		st.canaries, st.maxInFlight = amount{}, amount{n: 100, percent: true}
+		gp.Batches = st.batches(slices.DeleteFunc(slices.Clone(gp.Instances), func(in InstancePlan) bool { return in.Action != Delete }))
+	} else {
+		gp.Batches = st.batches(gp.Instances)
+	}
 	return gp, nil
 }
 

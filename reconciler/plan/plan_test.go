@@ -335,6 +335,29 @@ func TestMigratedFrom(t *testing.T) {
 	}
 }
 
+func TestErrandGroup(t *testing.T) {
+	newID := ids()
+	smoke := testGroup("smoke", 3, "z1")
+	smoke.Lifecycle = Errand
+	p := mustCompute(t, deployment(smoke), Observed{}, Options{NewID: newID})
+	if len(p.Groups[0].Batches) != 0 {
+		t.Errorf("errand batches = %v, want none: errand VMs exist only while it runs", p.Groups[0].Batches)
+	}
+	o := apply(p)
+	for i := range o.Instances {
+		o.Instances[i].VMCID = "" // no VM between runs is not a missing VM
+	}
+	if again := mustCompute(t, deployment(smoke), o, Options{}); !again.Empty() {
+		t.Errorf("errand re-plan is not empty:\n%s", again)
+	}
+	smoke.Instances = 1
+	p = mustCompute(t, deployment(smoke), o, Options{})
+	want := []Batch{{Kind: BatchDelete, Instances: []string{"id-2", "id-3"}}}
+	if diff := cmp.Diff(want, p.Groups[0].Batches); diff != "" {
+		t.Errorf("batches (-want +got):\n%s", diff)
+	}
+}
+
 func TestIPAllocationSkipsTakenAddresses(t *testing.T) {
 	d := deployment(testGroup("web", 3, "z1"))
 	d.Cloud.Networks[0].Subnets[0].Reserved = []string{"10.0.1.2-10.0.1.9", "10.0.1.11"}
@@ -429,6 +452,10 @@ func TestInvalidInput(t *testing.T) {
 		{"observed bad IP", func(_ *Desired, o *Observed, _ *Options) {
 			o.Instances = []Instance{{ID: "a", Group: "web", IPs: map[string]string{"default": "10.0.1"}}}
 		}, `network default: "10.0.1" is not an IP address`},
+		{"migrated_from az outside the group", func(d *Desired, _ *Observed, _ *Options) {
+			d.Groups[0].AZs = []string{"z1"}
+			d.Groups[0].MigratedFrom = []Migration{{Name: "old", AZ: "z2"}}
+		}, `migrated_from[old].az: "z2" is not one of the instance group's azs`},
 		{"migrated from a live group", func(d *Desired, _ *Observed, _ *Options) {
 			d.Groups = append(d.Groups, testGroup("db", 1))
 			d.Groups[0].MigratedFrom = []Migration{{Name: "db"}}
