@@ -38,12 +38,13 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 		return Plan{}, err
 	}
 	pl := &planner{
-		opts:    opts,
-		nets:    nets,
-		azs:     map[string]AZ{},
-		foreign: map[string]map[netip.Addr]bool{},
-		static:  map[string]map[netip.Addr]string{},
-		ids:     map[string]bool{},
+		opts:        opts,
+		nets:        nets,
+		azs:         map[string]AZ{},
+		foreign:     map[string]map[netip.Addr]bool{},
+		static:      map[string]map[netip.Addr]string{},
+		ids:         map[string]bool{},
+		firstDeploy: len(o.Instances) == 0,
 	}
 	for _, az := range d.Cloud.AZs {
 		pl.azs[az.Name] = az
@@ -231,6 +232,9 @@ type planner struct {
 	static  map[string]map[netip.Addr]string // network → static IP → group claiming it
 	ids     map[string]bool
 	h       hasher // reused for per-instance fingerprints
+	// firstDeploy is set when nothing of the deployment exists yet, which is when BOSH
+	// honours initial_deploy_az_update_strategy.
+	firstDeploy bool
 }
 
 // claimStatic checks every group's static IPs before any placement, so that a static IP
@@ -293,10 +297,17 @@ type slot struct {
 }
 
 func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
+	if pl.opts.Canaries != "" {
+		g.Update.Canaries = pl.opts.Canaries
+	}
+	if pl.opts.MaxInFlight != "" {
+		g.Update.MaxInFlight = pl.opts.MaxInFlight
+	}
 	st, err := pl.validate(g)
 	if err != nil {
 		return GroupPlan{}, err
 	}
+	st.AZsInParallel = g.Update.InitialDeployAZUpdateStrategy == "parallel" && pl.firstDeploy
 	azs := g.AZs
 	if len(azs) == 0 {
 		azs = []string{""}
@@ -436,7 +447,7 @@ func (pl *planner) validate(g Group) (strategy, error) {
 		if len(gn.StaticIPs) > 0 && n.typ == VIP && len(n.subnets) > 0 {
 			return st, fmt.Errorf("networks[%s].static_ips: vip network %s assigns addresses from its subnets", gn.Name, gn.Name)
 		}
-		if n.typ == Manual || (n.typ != Manual && len(n.subnets) > 0) {
+		if n.typ == Manual || len(n.subnets) > 0 {
 			for _, az := range g.AZs {
 				if n.servesAZ(az) == nil {
 					return st, fmt.Errorf("networks[%s]: network has no subnet in az %q", gn.Name, az)

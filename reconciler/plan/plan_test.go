@@ -262,6 +262,29 @@ func TestUpdateArithmetic(t *testing.T) {
 	}
 }
 
+func TestUpdateOverridesAndParallelAZs(t *testing.T) {
+	g := testGroup("web", 6, "z1", "z2")
+	g.Update.InitialDeployAZUpdateStrategy = "parallel"
+	batches := func(p Plan) [][]string {
+		var out [][]string
+		for _, b := range p.Groups[0].Batches {
+			out = append(out, []string{string(b.Kind), b.AZ, itoa(len(b.Instances))})
+		}
+		return out
+	}
+	p := mustCompute(t, deployment(g), Observed{}, Options{NewID: ids(), Canaries: "2", MaxInFlight: "50%"})
+	want := [][]string{{"canary", "", "2"}, {"update", "", "3"}, {"update", "", "1"}}
+	if diff := cmp.Diff(want, batches(p)); diff != "" {
+		t.Errorf("first deploy, azs in parallel (-want +got):\n%s", diff)
+	}
+	g.Jobs[0].Hash = "web-v2"
+	p = mustCompute(t, deployment(g), apply(p), Options{Canaries: "2", MaxInFlight: "50%"})
+	want = [][]string{{"canary", "z1", "1"}, {"canary", "z1", "1"}, {"update", "z1", "1"}, {"update", "z2", "1"}, {"update", "z2", "1"}, {"update", "z2", "1"}}
+	if diff := cmp.Diff(want, batches(p)); diff != "" {
+		t.Errorf("later deploys go one az at a time (-want +got):\n%s", diff)
+	}
+}
+
 func TestStagesFollowSerial(t *testing.T) {
 	var groups []Group
 	for _, g := range []struct {
