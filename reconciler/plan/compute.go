@@ -22,6 +22,9 @@ func Compute(d Desired, o Observed, opts Options) (Plan, error) {
 }
 
 func compute(d Desired, o Observed, opts Options) (Plan, error) {
+	if d.Name == "" {
+		return Plan{}, errors.New("name: a deployment needs a name")
+	}
 	byGroup, err := indexObserved(o)
 	if err != nil {
 		return Plan{}, err

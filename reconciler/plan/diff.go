@@ -116,7 +116,7 @@ func (pl *planner) diff(g Group, fp groupFP, s *slot, bootstrap bool) (InstanceP
 		recreate(ReasonEnv, "changed")
 	}
 	if old.Jobs != now.Jobs {
-		update(ReasonJobs, "templates, properties or links changed")
+		update(ReasonJobs, "changed")
 	}
 	if e.from != "" || e.Index != s.index {
 		update(ReasonMigrated, fmt.Sprintf("from %s/%d", cmp.Or(e.from, e.Group), e.Index))

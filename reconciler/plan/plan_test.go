@@ -173,9 +173,9 @@ func TestRecreateAndUpdateReasons(t *testing.T) {
 		{name: "recreate requested", opts: Options{Recreate: true},
 			want: "recreate 10.0.1.10 * (recreate requested)"},
 		{name: "jobs", desired: func(d *Desired) { d.Groups[0].Jobs[0].Hash = "web-v2" },
-			want: "update 10.0.1.10 * (jobs templates, properties or links changed)"},
+			want: "update 10.0.1.10 * (jobs changed)"},
 		{name: "stemcell and jobs", desired: func(d *Desired) { d.Groups[0].Jobs[0].Hash = "web-v2"; d.Groups[0].Stemcell.Version = "2" },
-			want: "recreate 10.0.1.10 * (stemcell ubuntu-jammy/1.10 -> ubuntu-jammy/2; jobs templates, properties or links changed)"},
+			want: "recreate 10.0.1.10 * (stemcell ubuntu-jammy/1.10 -> ubuntu-jammy/2; jobs changed)"},
 		{name: "disk grows", desired: func(d *Desired) { d.Groups[0].Disk.Size = 2048 },
 			want: "update disk=resize 10.0.1.10 * (persistent disk resize 1024 MB ssd -> 2048 MB ssd)"},
 		{name: "disk shrinks", desired: func(d *Desired) { d.Groups[0].Disk.Size = 512 },
@@ -412,6 +412,7 @@ func TestInvalidInput(t *testing.T) {
 		modify func(d *Desired, o *Observed, opts *Options)
 		want   string
 	}{
+		{"no deployment name", func(d *Desired, _ *Observed, _ *Options) { d.Name = "" }, "name: a deployment needs a name"},
 		{"unknown az", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].AZs = []string{"z9"} }, `azs: "z9" is not a cloud-config az`},
 		{"no azs", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].AZs = nil }, "azs: required"},
 		{"unknown network", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].Networks[0].Name = "nope" }, "networks[nope]: not a cloud-config network"},
