@@ -4,11 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // Compute diffs a desired deployment against what exists and returns the changes that
@@ -24,6 +22,9 @@ func Compute(d Desired, o Observed, opts Options) (Plan, error) {
 }
 
 func compute(d Desired, o Observed, opts Options) (Plan, error) {
+	if d.Name == "" {
+		return Plan{}, errors.New("name: a deployment needs a name")
+	}
 	byGroup, err := indexObserved(o)
 	if err != nil {
 		return Plan{}, err
@@ -36,12 +37,13 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 		return Plan{}, err
 	}
 	pl := &planner{
-		opts:    opts,
-		nets:    nets,
-		azs:     map[string]AZ{},
-		foreign: map[string]map[netip.Addr]bool{},
-		static:  map[string]map[netip.Addr]string{},
-		ids:     map[string]bool{},
+		opts:        opts,
+		nets:        nets,
+		azs:         map[string]AZ{},
+		foreign:     map[string]map[netip.Addr]bool{},
+		static:      map[string]map[netip.Addr]string{},
+		ids:         map[string]bool{},
+		firstDeploy: len(o.Instances) == 0,
 	}
 	for _, az := range d.Cloud.AZs {
 		pl.azs[az.Name] = az
@@ -87,6 +89,9 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 			if by, ok := consumed[m.Name]; ok {
 				return Plan{}, fmt.Errorf("instance_groups[%s].migrated_from: %q is already migrated into %q", g.Name, m.Name, by)
 			}
+			if m.AZ != "" && !slices.Contains(g.AZs, m.AZ) {
+				return Plan{}, fmt.Errorf("instance_groups[%s].migrated_from[%s].az: %q is not one of the instance group's azs", g.Name, m.Name, m.AZ)
+			}
 			consumed[m.Name] = g.Name
 			existing = append(existing, asExisting(byGroup[m.Name], m.Name, m.AZ)...)
 		}
@@ -104,38 +109,52 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 
 // indexObserved checks the observed instances and groups them by instance group, by index.
 func indexObserved(o Observed) (map[string][]Instance, error) {
-	byGroup := map[string][]Instance{}
-	ids := map[string]bool{}
-	at := map[string]string{}
-	ips := map[string]string{}
+	type slotKey struct {
+		group string
+		index int
+	}
+	type ipKey struct {
+		net string
+		a   netip.Addr
+	}
+	ids := make(map[string]bool, len(o.Instances))
+	at := make(map[slotKey]string, len(o.Instances))
+	ips := make(map[ipKey]string, len(o.Instances))
+	counts := map[string]int{}
 	for _, in := range o.Instances {
-		name := in.Group + "/" + strconv.Itoa(in.Index)
+		name := func() string { return in.Group + "/" + strconv.Itoa(in.Index) }
 		switch {
 		case in.ID == "":
-			return nil, fmt.Errorf("observed instance %s has no id", name)
+			return nil, fmt.Errorf("observed instance %s has no id", name())
 		case in.Group == "":
 			return nil, fmt.Errorf("observed instance %s has no instance group", in.ID)
 		case in.Index < 0:
-			return nil, fmt.Errorf("observed instance %s (%s) has a negative index", name, in.ID)
+			return nil, fmt.Errorf("observed instance %s (%s) has a negative index", name(), in.ID)
 		case ids[in.ID]:
 			return nil, fmt.Errorf("observed instance id %s is used twice", in.ID)
-		case at[name] != "":
-			return nil, fmt.Errorf("observed instances %s and %s are both %s", at[name], in.ID, name)
+		case at[slotKey{in.Group, in.Index}] != "":
+			return nil, fmt.Errorf("observed instances %s and %s are both %s", at[slotKey{in.Group, in.Index}], in.ID, name())
 		}
-		ids[in.ID], at[name] = true, in.ID
+		ids[in.ID], at[slotKey{in.Group, in.Index}] = true, in.ID
 		for net, ip := range in.IPs {
 			if ip == "" {
 				continue
 			}
 			a, err := netip.ParseAddr(ip)
 			if err != nil {
-				return nil, fmt.Errorf("observed instance %s (%s): network %s: %q is not an IP address", name, in.ID, net, ip)
+				return nil, fmt.Errorf("observed instance %s (%s): network %s: %q is not an IP address", name(), in.ID, net, ip)
 			}
-			key := net + " " + a.String()
-			if other := ips[key]; other != "" {
-				return nil, fmt.Errorf("observed instances %s and %s both hold %s on network %s", other, name, a, net)
+			if other := ips[ipKey{net, a}]; other != "" {
+				return nil, fmt.Errorf("observed instances %s and %s both hold %s on network %s", other, in.ID, a, net)
 			}
-			ips[key] = name
+			ips[ipKey{net, a}] = in.ID
+		}
+		counts[in.Group]++
+	}
+	byGroup := make(map[string][]Instance, len(counts))
+	for _, in := range o.Instances {
+		if byGroup[in.Group] == nil {
+			byGroup[in.Group] = make([]Instance, 0, counts[in.Group])
 		}
 		byGroup[in.Group] = append(byGroup[in.Group], in)
 	}
@@ -211,6 +230,10 @@ type planner struct {
 	foreign map[string]map[netip.Addr]bool   // network → addresses other deployments hold
 	static  map[string]map[netip.Addr]string // network → static IP → group claiming it
 	ids     map[string]bool
+	h       hasher // reused for per-instance fingerprints
+	// firstDeploy is set when nothing of the deployment exists yet, which is when BOSH
+	// honours initial_deploy_az_update_strategy.
+	firstDeploy bool
 }
 
 // claimStatic checks every group's static IPs before any placement, so that a static IP
@@ -263,20 +286,18 @@ func expandStatic(list []string, instances int) ([]netip.Addr, error) {
 	return out, nil
 }
 
-// slot is one desired instance being placed.
-type slot struct {
-	e     *existing // nil for a new instance
-	az    string
-	index int
-	id    string
-	ips   map[string]netip.Addr
-}
-
 func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
+	if pl.opts.Canaries != "" {
+		g.Update.Canaries = pl.opts.Canaries
+	}
+	if pl.opts.MaxInFlight != "" {
+		g.Update.MaxInFlight = pl.opts.MaxInFlight
+	}
 	st, err := pl.validate(g)
 	if err != nil {
 		return GroupPlan{}, err
 	}
+	st.AZsInParallel = g.Update.InitialDeployAZUpdateStrategy == "parallel" && pl.firstDeploy
 	azs := g.AZs
 	if len(azs) == 0 {
 		azs = []string{""}
@@ -296,10 +317,10 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 		staticNet = g.Networks[driver].Name
 		slots, unclaimed, err = pl.placeStatic(g, azs, staticNet, ex)
 		for _, s := range slots {
-			staticKept[s.ips[staticNet].String()] = true
+			staticKept[s.ips[0].String()] = true
 		}
 	} else {
-		slots, unclaimed = placeBalanced(g.Instances, azs, ex)
+		slots, unclaimed = placeBalanced(g.Instances, g.Disk.Size > 0, azs, ex)
 	}
 	if err != nil {
 		return GroupPlan{}, err
@@ -307,18 +328,29 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 	if err := pl.assignIndexesAndIDs(g.Name, slots, unclaimed); err != nil {
 		return GroupPlan{}, err
 	}
+	// One backing array for every slot's addresses; placeStatic left the placing
+	// network's address first.
+	backing := make([]netip.Addr, len(slots)*len(g.Networks))
+	for i, s := range slots {
+		ips := backing[i*len(g.Networks) : (i+1)*len(g.Networks)]
+		if len(s.ips) > 0 {
+			ips[driver] = s.ips[0]
+		}
+		s.ips = ips
+	}
 	slices.SortFunc(slots, func(a, b *slot) int { return cmp.Compare(a.index, b.index) })
 	for i, gn := range g.Networks {
 		if i == driver {
 			continue
 		}
-		if err := pl.assignIPs(g, gn, slots); err != nil {
+		if err := pl.assignIPs(g, i, slots); err != nil {
 			return GroupPlan{}, fmt.Errorf("networks[%s]: %w", gn.Name, err)
 		}
 	}
 	bootstrap := electBootstrap(azs, slots)
 
-	gp := GroupPlan{Name: g.Name, Lifecycle: g.Lifecycle, Strategy: st.Strategy}
+	gp := GroupPlan{Name: g.Name, Lifecycle: g.Lifecycle, Strategy: st.Strategy,
+		Instances: make([]InstancePlan, 0, len(slots)+len(unclaimed))}
 	if gp.Lifecycle == "" {
 		gp.Lifecycle = Service
 	}
@@ -333,8 +365,8 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 	slices.SortFunc(unclaimed, func(a, b *existing) int { return cmp.Compare(a.Index, b.Index) })
 	for _, e := range unclaimed {
 		why := Reason{Kind: ReasonScaledDown, Detail: fmt.Sprintf("to %d instances", g.Instances)}
-		if e.AZ != "" && !slices.Contains(g.AZs, e.AZ) {
-			why = Reason{Kind: ReasonAZRemoved, Detail: e.AZ}
+		if !slices.Contains(azs, e.AZ) {
+			why = Reason{Kind: ReasonAZRemoved, Detail: cmp.Or(e.AZ, "(none)")}
 		} else if ip := e.IPs[staticNet]; staticNet != "" && ip != "" && !staticKept[ip] {
 			why = Reason{Kind: ReasonStaticIPRemoved, Detail: ip}
 		}
@@ -342,7 +374,14 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 		in.Group = g.Name
 		gp.Instances = append(gp.Instances, in)
 	}
-	gp.Batches = st.batches(gp.Instances)
+	if gp.Lifecycle == Errand {
+		// An errand's VMs exist only while it runs; converging the group only records its
+		// instances and deletes the ones no longer wanted.
+		st.canaries, st.maxInFlight = amount{}, amount{n: 100, percent: true}
+		gp.Batches = st.batches(slices.DeleteFunc(slices.Clone(gp.Instances), func(in InstancePlan) bool { return in.Action != Delete }))
+	} else {
+		gp.Batches = st.batches(gp.Instances)
+	}
 	return gp, nil
 }
 
@@ -398,7 +437,7 @@ func (pl *planner) validate(g Group) (strategy, error) {
 		if len(gn.StaticIPs) > 0 && n.typ == VIP && len(n.subnets) > 0 {
 			return st, fmt.Errorf("networks[%s].static_ips: vip network %s assigns addresses from its subnets", gn.Name, gn.Name)
 		}
-		if n.typ == Manual || (n.typ != Manual && len(n.subnets) > 0) {
+		if n.typ == Manual || len(n.subnets) > 0 {
 			for _, az := range g.AZs {
 				if n.servesAZ(az) == nil {
 					return st, fmt.Errorf("networks[%s]: network has no subnet in az %q", gn.Name, az)
@@ -417,535 +456,6 @@ func (pl *planner) validate(g Group) (strategy, error) {
 		}
 	}
 	return st, nil
-}
-
-// placeBalanced is BOSH's AvailabilityZonePicker: instances with a persistent disk stay in
-// their AZ; every other desired instance goes to the AZ with the fewest placed so far,
-// preferring the AZ with the most unclaimed existing instances, whose lowest index it
-// takes. What is left unclaimed is deleted: so scaling down removes from the most-used AZ,
-// highest index first, and an AZ dropped from the group loses all its instances.
-func placeBalanced(count int, azs []string, ex []existing) ([]*slot, []*existing) {
-	left := map[string][]*existing{}
-	var unclaimed []*existing
-	for i := range ex {
-		e := &ex[i]
-		if slices.Contains(azs, e.AZ) {
-			left[e.AZ] = append(left[e.AZ], e)
-		} else {
-			unclaimed = append(unclaimed, e)
-		}
-	}
-	order := slices.Clone(azs)
-	slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(len(left[b]), len(left[a])) })
-	placed := map[string]int{}
-	slots := make([]*slot, 0, count)
-	claim := func(e *existing) {
-		left[e.AZ] = slices.DeleteFunc(left[e.AZ], func(o *existing) bool { return o == e })
-		placed[e.AZ]++
-		slots = append(slots, &slot{e: e, az: e.AZ})
-	}
-	for i := range ex {
-		if len(slots) == count {
-			break
-		}
-		if e := &ex[i]; e.Applied.Disk.Size > 0 && slices.Contains(left[e.AZ], e) {
-			claim(e)
-		}
-	}
-	for len(slots) < count {
-		best := ""
-		for i, az := range order {
-			if i == 0 || placed[az] < placed[best] || (placed[az] == placed[best] && len(left[az]) > len(left[best])) {
-				best = az
-			}
-		}
-		if len(left[best]) > 0 {
-			claim(left[best][0])
-			continue
-		}
-		placed[best]++
-		slots = append(slots, &slot{az: best})
-	}
-	for _, az := range order {
-		unclaimed = append(unclaimed, left[az]...)
-	}
-	return slots, unclaimed
-}
-
-// staticAZs lists the group's AZs that the subnet holding static IP a serves.
-func (pl *planner) staticAZs(net string, a netip.Addr, azs []string) ([]string, error) {
-	n := pl.nets[net]
-	if n.typ == VIP {
-		return azs, nil
-	}
-	s := n.subnetOf(a)
-	if s == nil || !s.isStatic(a) {
-		return nil, fmt.Errorf("static IP %s is not in a static range of network %s", a, net)
-	}
-	var out []string
-	for _, az := range azs {
-		if s.serves(az) {
-			out = append(out, az)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("static IP %s is in subnet %s, whose azs %v are none of the instance group's", a, s.name, s.azs)
-	}
-	return out, nil
-}
-
-// placeStatic places a group whose placement its static IPs decide: an instance that holds
-// one of them keeps it; the other IPs go to remaining instances in their subnet's AZ (which
-// then move address), then to new instances in the least-used AZ the subnet serves.
-func (pl *planner) placeStatic(g Group, azs []string, net string, ex []existing) ([]*slot, []*existing, error) {
-	ips, err := pl.staticList(g, net, azs)
-	if err != nil {
-		return nil, nil, err
-	}
-	unclaimed := make([]*existing, len(ex))
-	for i := range ex {
-		unclaimed[i] = &ex[i]
-	}
-	placed := map[string]int{}
-	var slots []*slot
-	done := map[netip.Addr]bool{}
-	take := func(e *existing, az string, a netip.Addr) {
-		unclaimed = slices.DeleteFunc(unclaimed, func(o *existing) bool { return o == e })
-		placed[az]++
-		done[a] = true
-		slots = append(slots, &slot{e: e, az: az, ips: map[string]netip.Addr{net: a}})
-	}
-	for _, e := range slices.Clone(unclaimed) {
-		a, err := netip.ParseAddr(e.IPs[net])
-		if cands, ok := ips[a]; err == nil && ok && !done[a] && slices.Contains(cands.azs, e.AZ) {
-			take(e, e.AZ, a)
-		}
-	}
-	for _, a := range ipOrder(ips) {
-		if done[a] {
-			continue
-		}
-		cands := ips[a].azs
-		if i := slices.IndexFunc(unclaimed, func(e *existing) bool { return slices.Contains(cands, e.AZ) }); i >= 0 {
-			take(unclaimed[i], unclaimed[i].AZ, a)
-			continue
-		}
-		best := cands[0]
-		for _, az := range cands[1:] {
-			if placed[az] < placed[best] {
-				best = az
-			}
-		}
-		take(nil, best, a)
-	}
-	return slots, unclaimed, nil
-}
-
-type staticIP struct {
-	pos int
-	azs []string
-}
-
-// staticList validates one network's static IPs for a group.
-func (pl *planner) staticList(g Group, net string, azs []string) (map[netip.Addr]staticIP, error) {
-	var gn GroupNetwork
-	for _, n := range g.Networks {
-		if n.Name == net {
-			gn = n
-		}
-	}
-	list, _ := expandStatic(gn.StaticIPs, g.Instances) // claimStatic validated it
-	if len(list) != g.Instances {
-		return nil, fmt.Errorf("networks[%s].static_ips: %d static IPs for %d instances; BOSH needs exactly one per instance", net, len(list), g.Instances)
-	}
-	out := make(map[netip.Addr]staticIP, len(list))
-	for i, a := range list {
-		cands, err := pl.staticAZs(net, a, azs)
-		if err != nil {
-			return nil, fmt.Errorf("networks[%s].static_ips: %w", net, err)
-		}
-		out[a] = staticIP{pos: i, azs: cands}
-	}
-	return out, nil
-}
-
-func ipOrder(ips map[netip.Addr]staticIP) []netip.Addr {
-	out := make([]netip.Addr, 0, len(ips))
-	for a := range ips {
-		out = append(out, a)
-	}
-	slices.SortFunc(out, func(a, b netip.Addr) int { return cmp.Compare(ips[a].pos, ips[b].pos) })
-	return out
-}
-
-// assignIndexesAndIDs keeps existing indexes and ids; new instances take the lowest index
-// neither kept nor being deleted, as BOSH's index assigner does, and a fresh id.
-func (pl *planner) assignIndexesAndIDs(group string, slots []*slot, unclaimed []*existing) error {
-	taken := map[int]bool{}
-	for _, e := range unclaimed {
-		taken[e.Index] = true
-	}
-	kept := make([]*slot, 0, len(slots))
-	var fresh []*slot
-	for _, s := range slots {
-		if s.e != nil {
-			kept = append(kept, s)
-		} else {
-			fresh = append(fresh, s)
-		}
-	}
-	slices.SortStableFunc(kept, func(a, b *slot) int { return cmp.Compare(a.e.Index, b.e.Index) })
-	for _, s := range kept {
-		s.id = s.e.ID
-		if taken[s.e.Index] {
-			fresh = append(fresh, s) // two migrated groups had the same index: renumber one
-			continue
-		}
-		s.index = s.e.Index
-		taken[s.index] = true
-	}
-	next := 0
-	for _, s := range fresh {
-		for taken[next] {
-			next++
-		}
-		s.index = next
-		taken[next] = true
-		if s.e != nil {
-			continue
-		}
-		if pl.opts.NewID == nil {
-			return fmt.Errorf("creating %s/%d needs an instance id generator (Options.NewID)", group, s.index)
-		}
-		s.id = pl.opts.NewID()
-		if s.id == "" || pl.ids[s.id] {
-			return fmt.Errorf("creating %s/%d: the id generator returned %q, which is empty or already used", group, s.index, s.id)
-		}
-		pl.ids[s.id] = true
-	}
-	return nil
-}
-
-// assignIPs gives each instance its address on one of the group's networks (other than the
-// one whose static IPs placed the group).
-func (pl *planner) assignIPs(g Group, gn GroupNetwork, slots []*slot) error {
-	n := pl.nets[gn.Name]
-	set := func(s *slot, a netip.Addr) {
-		if s.ips == nil {
-			s.ips = map[string]netip.Addr{}
-		}
-		s.ips[gn.Name] = a
-	}
-	current := func(s *slot) (netip.Addr, bool) {
-		if s.e == nil {
-			return netip.Addr{}, false
-		}
-		a, err := netip.ParseAddr(s.e.IPs[gn.Name])
-		return a, err == nil
-	}
-	if len(gn.StaticIPs) > 0 {
-		azs := g.AZs
-		if len(azs) == 0 {
-			azs = []string{""}
-		}
-		ips, err := pl.staticList(g, gn.Name, azs)
-		if err != nil {
-			return err
-		}
-		done := map[netip.Addr]bool{}
-		var rest []*slot
-		for _, s := range slots {
-			if a, ok := current(s); ok && !done[a] && slices.Contains(ips[a].azs, s.az) {
-				set(s, a)
-				done[a] = true
-				continue
-			}
-			rest = append(rest, s)
-		}
-		order := ipOrder(ips)
-		for _, s := range rest {
-			i := slices.IndexFunc(order, func(a netip.Addr) bool { return !done[a] && slices.Contains(ips[a].azs, s.az) })
-			if i < 0 {
-				return fmt.Errorf("static_ips: none left for %s/%d in az %q", g.Name, s.index, s.az)
-			}
-			set(s, order[i])
-			done[order[i]] = true
-		}
-		return nil
-	}
-	switch n.typ {
-	case Dynamic:
-		return nil
-	case VIP:
-		if len(n.subnets) == 0 {
-			return nil
-		}
-	}
-	for _, s := range slots {
-		if a, ok := current(s); ok && pl.keepable(n, a, s.az) {
-			set(s, a)
-			continue
-		}
-		var a netip.Addr
-		var err error
-		if n.typ == VIP {
-			a, err = pl.allocateVIP(n, s.az)
-		} else {
-			a, _, err = n.allocate(s.az)
-		}
-		if err != nil {
-			return fmt.Errorf("allocate IP for %s/%d: %w", g.Name, s.index, err)
-		}
-		set(s, a)
-	}
-	return nil
-}
-
-// keepable reports whether an instance may keep dynamic address a in az.
-func (pl *planner) keepable(n *network, a netip.Addr, az string) bool {
-	if _, static := pl.static[n.name][a]; static {
-		return false
-	}
-	s := n.subnetOf(a)
-	if s == nil || !s.serves(az) {
-		return false
-	}
-	if n.typ == VIP {
-		return s.isStatic(a)
-	}
-	return s.dynamicOK(a)
-}
-
-// allocateVIP hands out the lowest free address of a vip subnet's static pool in az.
-func (pl *planner) allocateVIP(n *network, az string) (netip.Addr, error) {
-	for _, s := range n.subnets {
-		if !s.serves(az) {
-			continue
-		}
-		for _, r := range s.static {
-			for a := r.lo; a.IsValid() && !r.hi.Less(a); a = a.Next() {
-				if _, claimed := pl.static[n.name][a]; !claimed && !n.taken(a) {
-					n.take(a)
-					return a, nil
-				}
-			}
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("vip network %q has no free address in az %q", n.name, az)
-}
-
-// electBootstrap keeps the current bootstrap instance if it stays; otherwise the lowest
-// index in the first AZ that has instances.
-func electBootstrap(azs []string, slots []*slot) *slot {
-	for _, s := range slots {
-		if s.e != nil && s.e.Bootstrap {
-			return s
-		}
-	}
-	for _, az := range azs {
-		for _, s := range slots {
-			if s.az == az {
-				return s
-			}
-		}
-	}
-	return nil
-}
-
-// groupFP holds the fingerprints shared by a group's instances.
-type groupFP struct {
-	jobs string
-	vm   map[string]string // by az
-}
-
-func (pl *planner) groupFingerprints(g Group) groupFP {
-	h := newHasher()
-	for _, j := range g.Jobs {
-		h.add(j.Name, j.Release, j.Version, j.Hash)
-	}
-	fp := groupFP{jobs: h.sum(), vm: map[string]string{}}
-	for _, az := range append(slices.Clone(g.AZs), "") {
-		h := newHasher()
-		h.add(g.VMType, g.CloudPropertiesHash, pl.azs[az].CloudPropertiesHash)
-		h.add(g.VMExtensions...)
-		fp.vm[az] = h.sum()
-	}
-	return fp
-}
-
-// networkFP fingerprints an instance's network settings: names, defaults, addresses and
-// the cloud properties of the subnets they come from.
-func (pl *planner) networkFP(g Group, s *slot) string {
-	h := newHasher()
-	for _, gn := range g.Networks {
-		n := pl.nets[gn.Name]
-		h.add(gn.Name, string(n.typ))
-		h.add(gn.Default...)
-		sub := n.servesAZ(s.az)
-		if a, ok := s.ips[gn.Name]; ok {
-			h.add(a.String())
-			if sa := n.subnetOf(a); sa != nil {
-				sub = sa
-			}
-		}
-		if sub != nil {
-			h.add(sub.cloudHash)
-		}
-	}
-	return h.sum()
-}
-
-func (pl *planner) diff(g Group, fp groupFP, s *slot, bootstrap bool) (InstancePlan, error) {
-	in := InstancePlan{ID: s.id, Group: g.Name, Index: s.index, AZ: s.az, Bootstrap: bootstrap, Action: Keep,
-		VMStrategy: g.Update.VMStrategy}
-	if in.VMStrategy == "" {
-		in.VMStrategy = DeleteCreate
-	}
-	for _, gn := range g.Networks {
-		addr := Address{Network: gn.Name, Default: gn.Default}
-		if len(g.Networks) == 1 && len(addr.Default) == 0 {
-			addr.Default = []string{"dns", "gateway"}
-		}
-		if a, ok := s.ips[gn.Name]; ok {
-			addr.IP = a.String()
-		} else if s.e != nil {
-			addr.IP = s.e.IPs[gn.Name] // a dynamic address, as the agent reported it
-		}
-		if len(gn.StaticIPs) > 0 && in.VMStrategy == CreateSwapDelete {
-			in.VMStrategy = DeleteCreate
-		}
-		in.IPs = append(in.IPs, addr)
-	}
-	in.Applied = Fingerprint{Stemcell: g.Stemcell.String(), VM: fp.vm[s.az], Env: g.EnvHash,
-		Networks: pl.networkFP(g, s), Jobs: fp.jobs, Disk: g.Disk}
-	if s.e == nil {
-		in.Action = Create
-		if g.Disk.Size > 0 {
-			in.Disk = DiskCreate
-		}
-		return in, nil
-	}
-	e, old, now := s.e, s.e.Applied, in.Applied
-	in.VMCID = e.VMCID
-	recreate := func(k ReasonKind, detail string) {
-		in.Action = Recreate
-		in.Reasons = append(in.Reasons, Reason{Kind: k, Detail: detail})
-	}
-	update := func(k ReasonKind, detail string) {
-		if in.Action == Keep {
-			in.Action = Update
-		}
-		in.Reasons = append(in.Reasons, Reason{Kind: k, Detail: detail})
-	}
-	if e.Unresponsive {
-		if !pl.opts.Fix {
-			return in, fmt.Errorf("instance %s/%d (%s) is unresponsive; repair it, or plan with fix to recreate it", e.Group, e.Index, e.ID)
-		}
-		recreate(ReasonUnresponsive, "")
-	}
-	if g.Lifecycle != Errand && (e.VMMissing || e.VMCID == "") {
-		recreate(ReasonVMMissing, e.VMCID)
-	}
-	if pl.opts.Recreate {
-		recreate(ReasonRecreate, "")
-	}
-	if old.Stemcell != now.Stemcell {
-		recreate(ReasonStemcell, arrow(old.Stemcell, now.Stemcell))
-	}
-	if old.VM != now.VM {
-		recreate(ReasonVMType, "or cloud properties changed")
-	}
-	if old.Networks != now.Networks {
-		recreate(ReasonNetwork, networkDetail(e.Instance, in.IPs))
-	}
-	if old.Env != now.Env {
-		recreate(ReasonEnv, "changed")
-	}
-	if old.Jobs != now.Jobs {
-		update(ReasonJobs, "templates, properties or links changed")
-	}
-	if e.from != "" || e.Index != s.index {
-		update(ReasonMigrated, fmt.Sprintf("from %s/%d", cmp.Or(e.from, e.Group), e.Index))
-	}
-	if e.Bootstrap != bootstrap {
-		update(ReasonBootstrap, map[bool]string{true: "elected", false: "moved away"}[bootstrap])
-	}
-	if in.Disk = diskAction(old.Disk, now.Disk); in.Disk != DiskKeep {
-		update(ReasonDisk, fmt.Sprintf("%s %s", in.Disk, arrow(diskString(old.Disk), diskString(now.Disk))))
-	}
-	return in, nil
-}
-
-func diskAction(old, now Disk) DiskAction {
-	switch {
-	case old.Size == 0 && now.Size == 0:
-		return DiskKeep
-	case old.Size == 0:
-		return DiskCreate
-	case now.Size == 0:
-		return DiskDelete
-	case old.Type != now.Type || now.Size < old.Size:
-		return DiskMigrate
-	case now.Size > old.Size:
-		return DiskResize
-	}
-	return DiskKeep
-}
-
-func diskString(d Disk) string {
-	if d.Size == 0 {
-		return "none"
-	}
-	s := strconv.Itoa(d.Size) + " MB"
-	if d.Type != "" {
-		s += " " + d.Type
-	}
-	return s
-}
-
-func arrow(old, now string) string { return cmp.Or(old, "none") + " -> " + cmp.Or(now, "none") }
-
-func networkDetail(e Instance, now []Address) string {
-	var parts []string
-	names := map[string]bool{}
-	for _, a := range now {
-		names[a.Network] = true
-		if old := e.IPs[a.Network]; old != a.IP && a.IP != "" {
-			parts = append(parts, a.Network+" "+arrow(old, a.IP))
-		}
-	}
-	var gone []string
-	for n := range e.IPs {
-		if !names[n] {
-			gone = append(gone, n+" removed")
-		}
-	}
-	slices.Sort(gone)
-	parts = append(parts, gone...)
-	if len(parts) == 0 {
-		return "settings changed"
-	}
-	return strings.Join(parts, ", ")
-}
-
-// hasher builds an FNV-1a fingerprint: fast, stable, and only ever compared with itself.
-type hasher struct{ b []byte }
-
-func newHasher() *hasher { return &hasher{b: make([]byte, 0, 128)} }
-
-func (h *hasher) add(parts ...string) {
-	for _, p := range parts {
-		h.b = strconv.AppendInt(h.b, int64(len(p)), 10)
-		h.b = append(h.b, ':')
-		h.b = append(h.b, p...)
-	}
-	h.b = append(h.b, ';')
-}
-
-func (h *hasher) sum() string {
-	f := fnv.New64a()
-	f.Write(h.b)
-	return fmt.Sprintf("%016x", f.Sum64())
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -48,6 +48,9 @@ type Strategy struct {
 	CanaryWatchTime WatchTime `json:"canary_watch_time"`
 	UpdateWatchTime WatchTime `json:"update_watch_time"`
 	VMStrategy      string    `json:"vm_strategy,omitempty"`
+	// AZsInParallel is set when a first deploy with initial_deploy_az_update_strategy:
+	// parallel updates all AZs at once.
+	AZsInParallel bool `json:"azs_in_parallel,omitempty"`
 }
 
 // WatchTime is a watch window in milliseconds: wait Min, then poll until Max.

@@ -173,9 +173,9 @@ func TestRecreateAndUpdateReasons(t *testing.T) {
 		{name: "recreate requested", opts: Options{Recreate: true},
 			want: "recreate 10.0.1.10 * (recreate requested)"},
 		{name: "jobs", desired: func(d *Desired) { d.Groups[0].Jobs[0].Hash = "web-v2" },
-			want: "update 10.0.1.10 * (jobs templates, properties or links changed)"},
+			want: "update 10.0.1.10 * (jobs changed)"},
 		{name: "stemcell and jobs", desired: func(d *Desired) { d.Groups[0].Jobs[0].Hash = "web-v2"; d.Groups[0].Stemcell.Version = "2" },
-			want: "recreate 10.0.1.10 * (stemcell ubuntu-jammy/1.10 -> ubuntu-jammy/2; jobs templates, properties or links changed)"},
+			want: "recreate 10.0.1.10 * (stemcell ubuntu-jammy/1.10 -> ubuntu-jammy/2; jobs changed)"},
 		{name: "disk grows", desired: func(d *Desired) { d.Groups[0].Disk.Size = 2048 },
 			want: "update disk=resize 10.0.1.10 * (persistent disk resize 1024 MB ssd -> 2048 MB ssd)"},
 		{name: "disk shrinks", desired: func(d *Desired) { d.Groups[0].Disk.Size = 512 },
@@ -262,6 +262,29 @@ func TestUpdateArithmetic(t *testing.T) {
 	}
 }
 
+func TestUpdateOverridesAndParallelAZs(t *testing.T) {
+	g := testGroup("web", 6, "z1", "z2")
+	g.Update.InitialDeployAZUpdateStrategy = "parallel"
+	batches := func(p Plan) [][]string {
+		var out [][]string
+		for _, b := range p.Groups[0].Batches {
+			out = append(out, []string{string(b.Kind), b.AZ, itoa(len(b.Instances))})
+		}
+		return out
+	}
+	p := mustCompute(t, deployment(g), Observed{}, Options{NewID: ids(), Canaries: "2", MaxInFlight: "50%"})
+	want := [][]string{{"canary", "", "2"}, {"update", "", "3"}, {"update", "", "1"}}
+	if diff := cmp.Diff(want, batches(p)); diff != "" {
+		t.Errorf("first deploy, azs in parallel (-want +got):\n%s", diff)
+	}
+	g.Jobs[0].Hash = "web-v2"
+	p = mustCompute(t, deployment(g), apply(p), Options{Canaries: "2", MaxInFlight: "50%"})
+	want = [][]string{{"canary", "z1", "1"}, {"canary", "z1", "1"}, {"update", "z1", "1"}, {"update", "z2", "1"}, {"update", "z2", "1"}, {"update", "z2", "1"}}
+	if diff := cmp.Diff(want, batches(p)); diff != "" {
+		t.Errorf("later deploys go one az at a time (-want +got):\n%s", diff)
+	}
+}
+
 func TestStagesFollowSerial(t *testing.T) {
 	var groups []Group
 	for _, g := range []struct {
@@ -335,6 +358,29 @@ func TestMigratedFrom(t *testing.T) {
 	}
 }
 
+func TestErrandGroup(t *testing.T) {
+	newID := ids()
+	smoke := testGroup("smoke", 3, "z1")
+	smoke.Lifecycle = Errand
+	p := mustCompute(t, deployment(smoke), Observed{}, Options{NewID: newID})
+	if len(p.Groups[0].Batches) != 0 {
+		t.Errorf("errand batches = %v, want none: errand VMs exist only while it runs", p.Groups[0].Batches)
+	}
+	o := apply(p)
+	for i := range o.Instances {
+		o.Instances[i].VMCID = "" // no VM between runs is not a missing VM
+	}
+	if again := mustCompute(t, deployment(smoke), o, Options{}); !again.Empty() {
+		t.Errorf("errand re-plan is not empty:\n%s", again)
+	}
+	smoke.Instances = 1
+	p = mustCompute(t, deployment(smoke), o, Options{})
+	want := []Batch{{Kind: BatchDelete, Instances: []string{"id-2", "id-3"}}}
+	if diff := cmp.Diff(want, p.Groups[0].Batches); diff != "" {
+		t.Errorf("batches (-want +got):\n%s", diff)
+	}
+}
+
 func TestIPAllocationSkipsTakenAddresses(t *testing.T) {
 	d := deployment(testGroup("web", 3, "z1"))
 	d.Cloud.Networks[0].Subnets[0].Reserved = []string{"10.0.1.2-10.0.1.9", "10.0.1.11"}
@@ -366,6 +412,7 @@ func TestInvalidInput(t *testing.T) {
 		modify func(d *Desired, o *Observed, opts *Options)
 		want   string
 	}{
+		{"no deployment name", func(d *Desired, _ *Observed, _ *Options) { d.Name = "" }, "name: a deployment needs a name"},
 		{"unknown az", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].AZs = []string{"z9"} }, `azs: "z9" is not a cloud-config az`},
 		{"no azs", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].AZs = nil }, "azs: required"},
 		{"unknown network", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].Networks[0].Name = "nope" }, "networks[nope]: not a cloud-config network"},
@@ -400,18 +447,24 @@ func TestInvalidInput(t *testing.T) {
 		{"bad watch time", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].Update.CanaryWatchTime = "5000-1000" }, "min must not exceed max"},
 		{"bad vm_strategy", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].Update.VMStrategy = "yolo" }, "update.vm_strategy"},
 		{"duplicate group", func(d *Desired, _ *Observed, _ *Options) { d.Groups = append(d.Groups, d.Groups[0]) }, "instance_groups[web]: name is used twice"},
-		{"duplicate job", func(d *Desired, _ *Observed, _ *Options) { d.Groups[0].Jobs = append(d.Groups[0].Jobs, d.Groups[0].Jobs[0]) }, `jobs: "web" is listed twice`},
+		{"duplicate job", func(d *Desired, _ *Observed, _ *Options) {
+			d.Groups[0].Jobs = append(d.Groups[0].Jobs, d.Groups[0].Jobs[0])
+		}, `jobs: "web" is listed twice`},
 		{"two default gateways", func(d *Desired, _ *Observed, _ *Options) {
 			d.Groups[0].Networks = []GroupNetwork{{Name: "default", Default: []string{"dns", "gateway"}}, {Name: "dyn", Default: []string{"gateway"}}}
 		}, "exactly one network must be default for gateway, 2 are"},
 		{"bad subnet range", func(d *Desired, _ *Observed, _ *Options) { d.Cloud.Networks[0].Subnets[1].Range = "10.0.2.0/33" }, `cloud-config networks[default].subnets[1]: range: "10.0.2.0/33" is not a CIDR`},
 		{"gateway outside range", func(d *Desired, _ *Observed, _ *Options) { d.Cloud.Networks[0].Subnets[0].Gateway = "10.0.2.1" }, "gateway: 10.0.2.1 is not a usable address of 10.0.1.0/24"},
-		{"overlapping subnets", func(d *Desired, _ *Observed, _ *Options) { 
+		{"overlapping subnets", func(d *Desired, _ *Observed, _ *Options) {
 			d.Cloud.Networks[0].Subnets[1].Range, d.Cloud.Networks[0].Subnets[1].Gateway = "10.0.1.128/25", "10.0.1.129"
 			d.Cloud.Networks[0].Subnets[1].Reserved, d.Cloud.Networks[0].Subnets[1].Static = nil, nil
 		}, "overlaps subnet 10.0.1.0/24"},
-		{"static overlaps reserved", func(d *Desired, _ *Observed, _ *Options) { d.Cloud.Networks[0].Subnets[0].Static = []string{"10.0.1.5-10.0.1.20"} }, "static: 10.0.1.5-10.0.1.20 overlaps a reserved range"},
-		{"no subnet in az", func(d *Desired, _ *Observed, _ *Options) { d.Cloud.Networks[0].Subnets = d.Cloud.Networks[0].Subnets[:2] }, `network has no subnet in az "z3"`},
+		{"static overlaps reserved", func(d *Desired, _ *Observed, _ *Options) {
+			d.Cloud.Networks[0].Subnets[0].Static = []string{"10.0.1.5-10.0.1.20"}
+		}, "static: 10.0.1.5-10.0.1.20 overlaps a reserved range"},
+		{"no subnet in az", func(d *Desired, _ *Observed, _ *Options) {
+			d.Cloud.Networks[0].Subnets = d.Cloud.Networks[0].Subnets[:2]
+		}, `network has no subnet in az "z3"`},
 		{"no id generator", func(_ *Desired, _ *Observed, opts *Options) { opts.NewID = nil }, "needs an instance id generator"},
 		{"id generator repeats", func(_ *Desired, _ *Observed, opts *Options) { opts.NewID = func() string { return "same" } }, `returned "same", which is empty or already used`},
 		{"observed duplicate id", func(_ *Desired, o *Observed, _ *Options) {
@@ -423,6 +476,10 @@ func TestInvalidInput(t *testing.T) {
 		{"observed bad IP", func(_ *Desired, o *Observed, _ *Options) {
 			o.Instances = []Instance{{ID: "a", Group: "web", IPs: map[string]string{"default": "10.0.1"}}}
 		}, `network default: "10.0.1" is not an IP address`},
+		{"migrated_from az outside the group", func(d *Desired, _ *Observed, _ *Options) {
+			d.Groups[0].AZs = []string{"z1"}
+			d.Groups[0].MigratedFrom = []Migration{{Name: "old", AZ: "z2"}}
+		}, `migrated_from[old].az: "z2" is not one of the instance group's azs`},
 		{"migrated from a live group", func(d *Desired, _ *Observed, _ *Options) {
 			d.Groups = append(d.Groups, testGroup("db", 1))
 			d.Groups[0].MigratedFrom = []Migration{{Name: "db"}}

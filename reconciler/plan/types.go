@@ -128,6 +128,9 @@ type UpdateBlock struct {
 	CanaryWatchTime string `json:"canary_watch_time"`
 	UpdateWatchTime string `json:"update_watch_time"`
 	VMStrategy      string `json:"vm_strategy,omitempty"`
+	// InitialDeployAZUpdateStrategy is serial (default) or parallel; parallel lets a first
+	// deploy update all AZs at once instead of one after another.
+	InitialDeployAZUpdateStrategy string `json:"initial_deploy_az_update_strategy,omitempty"`
 }
 
 // VM strategies.
@@ -188,4 +191,7 @@ type Options struct {
 	Fix bool
 	// Recreate recreates every VM (bosh deploy --recreate).
 	Recreate bool
+	// Canaries and MaxInFlight, when set, replace every group's values (bosh deploy
+	// --canaries, --max-in-flight).
+	Canaries, MaxInFlight string
 }

@@ -74,6 +74,11 @@ func parseStrategy(u UpdateBlock) (strategy, error) {
 	if s.UpdateWatchTime, err = parseWatchTime(u.UpdateWatchTime); err != nil {
 		return s, fmt.Errorf("update.update_watch_time: %w", err)
 	}
+	switch u.InitialDeployAZUpdateStrategy {
+	case "", "serial", "parallel":
+	default:
+		return s, fmt.Errorf("update.initial_deploy_az_update_strategy: %q is not serial or parallel", u.InitialDeployAZUpdateStrategy)
+	}
 	switch u.VMStrategy {
 	case "":
 		s.VMStrategy = DeleteCreate
@@ -87,13 +92,17 @@ func parseStrategy(u UpdateBlock) (strategy, error) {
 // batches orders a group's work as BOSH's instance group updater does: obsolete instances
 // are deleted first, max_in_flight at a time; then changed instances one AZ after another
 // in order of first appearance, canaries taken from the first AZ only, and each AZ's
-// amounts computed from the number of its instances that change.
+// amounts computed from the number of its instances that change. When AZs go in parallel
+// the whole group counts as one AZ.
 func (s strategy) batches(ins []InstancePlan) []Batch {
 	var out []Batch
 	var deletes []string
 	var azOrder []string
 	byAZ := map[string][]string{}
 	for _, in := range ins {
+		if s.AZsInParallel {
+			in.AZ = ""
+		}
 		switch in.Action {
 		case Delete:
 			deletes = append(deletes, in.ID)
