@@ -54,7 +54,7 @@ type Pair struct{ Key, Value *Node }
 const MaxDocumentBytes = 32 << 20
 
 // maxNodes bounds the expanded size of a document so that alias bombs cannot exhaust memory.
-const maxNodes = 4 << 20
+const maxNodes = 1 << 20
 
 // Scalar returns a scalar node.
 func Scalar(v any, pos Pos) *Node { return &Node{Kind: ScalarNode, Value: v, Pos: pos} }
