@@ -98,7 +98,9 @@ func (e *Error) Is(target error) bool {
 	return ok && t.sentinel && t.Kind == e.Kind
 }
 
-func sentinel(k Kind) *Error { return &Error{Kind: k, Msg: "any " + string(k) + " error", sentinel: true} }
+func sentinel(k Kind) *Error {
+	return &Error{Kind: k, Msg: "any " + string(k) + " error", sentinel: true}
+}
 
 // Kind sentinels for errors.Is.
 var (
