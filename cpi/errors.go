@@ -49,6 +49,8 @@ type Error struct {
 	OkToRetry bool
 	Msg       string
 	Err       error
+
+	sentinel bool // a kind-only value for errors.Is
 }
 
 // Message is the human part: Msg and the cause.
@@ -93,14 +95,12 @@ func (e *Error) Unwrap() error { return e.Err }
 // Is matches a kind sentinel (ErrVMNotFound, …): errors.Is(err, cpi.ErrVMNotFound).
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.isSentinel() && t.Kind == e.Kind
+	return ok && t.sentinel && t.Kind == e.Kind
 }
 
-func (e *Error) isSentinel() bool {
-	return e.CPI == "" && e.Method == "" && e.Msg == "sentinel" && e.Err == nil
+func sentinel(k Kind) *Error {
+	return &Error{Kind: k, Msg: "any " + string(k) + " error", sentinel: true}
 }
-
-func sentinel(k Kind) *Error { return &Error{Kind: k, Msg: "sentinel"} }
 
 // Kind sentinels for errors.Is.
 var (

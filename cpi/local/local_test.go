@@ -475,3 +475,17 @@ func TestListVMsSweepsLeftovers(t *testing.T) {
 		t.Errorf("a fresh one (maybe still being removed) was touched: %v", err)
 	}
 }
+
+func TestMissingAgent(t *testing.T) {
+	c, dir := newCPI(t, func(cfg *local.Config) { cfg.AgentPath = "/nonexistent/bosun-agent" })
+	_, _, err := c.CreateVM(context.Background(), cpi.VMSpec{AgentID: "a", Stemcell: stemcell(t, c), Networks: cpi.Networks{"d": {Type: "dynamic"}}})
+	var e *cpi.Error
+	if !errors.As(err, &e) || e.Kind != cpi.VMCreationFailed || e.OkToRetry || !strings.Contains(err.Error(), "start agent /nonexistent/bosun-agent") {
+		t.Fatalf("create_vm with a missing agent = %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "vms"))
+	leases, _ := os.ReadDir(filepath.Join(dir, "ips"))
+	if len(entries) != 0 || len(leases) != 0 {
+		t.Errorf("a failed create left %d VM dirs and %d address leases", len(entries), len(leases))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/netip"
 	"os"
@@ -78,7 +79,9 @@ func (c *CPI) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Net
 		return fail(cleanup(), err, "write agent settings")
 	}
 	if err := c.startAgent(root); err != nil {
-		return fail(cleanup(), err, "start agent")
+		// A missing or unrunnable agent stays so; anything else may pass.
+		lasting := errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
+		return fail(cleanup() && !lasting, err, "start agent %s", c.cfg.AgentPath)
 	}
 	c.log.Info("created VM", "vm_cid", cid, "agent_id", spec.AgentID, "instance", cpi.InstanceFrom(ctx))
 	return cid, nets, nil
