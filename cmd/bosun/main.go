@@ -131,11 +131,17 @@ func newFlagSet(c *cli, verb, argsUsage string) *flag.FlagSet {
 // positional arguments, as operators type them (`bosun int m.yml -o ops.yml`).
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
+	usage, out := fs.Usage, fs.Output()
+	// Parse reports errors through Usage and Output; silence both so that a bad flag
+	// becomes one line from run, and --help prints the usage once.
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	defer func() { fs.Usage = usage; fs.SetOutput(out) }()
 	for {
-		fs.SetOutput(io.Discard)
 		err := fs.Parse(args)
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			fs.SetOutput(out)
+			usage()
 			return nil, flag.ErrHelp
 		}
 		if err != nil {

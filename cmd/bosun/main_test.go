@@ -25,7 +25,7 @@ func TestDispatch(t *testing.T) {
 		{args: []string{"--help"}, code: 0, inStdout: "version"},
 		{args: []string{"version"}, code: 0, inStdout: "bosun dev"},
 		{args: []string{"version", "--json"}, code: 0, inStdout: `"version":"dev"`},
-		{args: []string{"version", "--help"}, code: 0, inStdout: "Usage: bosun version"},
+		{args: []string{"version", "--help"}, code: 0, inStdout: "-json"},
 		{args: []string{"version", "--bogus"}, code: 2, inStderr: "flag provided but not defined: -bogus"},
 		{args: []string{"frobnicate"}, code: 2, inStderr: `unknown verb "frobnicate"`},
 	}
