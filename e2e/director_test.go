@@ -319,3 +319,22 @@ func TestDirectorBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestDirectorStopsWhenItsPostgresDies(t *testing.T) {
+	base := reachableTempDir(t)
+	data := filepath.Join(base, "data")
+	api, natsAddr := directorFreePort(t), directorFreePort(t)
+	d := startDirector(t, "--dev", "--data-dir", data, "--listen", api, "--nats-listen", natsAddr)
+	d.healthy(t)
+	pgPid, _ := postmaster(t, data)
+	if err := syscall.Kill(pgPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.wait(t); code == 0 {
+		t.Fatalf("director exited 0 after its Postgres died; output:\n%s", d.stderr)
+	}
+	if out := d.stderr.String(); !strings.Contains(out, "postgres: the PostgreSQL server under "+filepath.Join(data, "postgres")+" exited") {
+		t.Errorf("the director did not say its Postgres died:\n%s", out)
+	}
+	assertNothingLeft(t, base, nil, api, natsAddr)
+}

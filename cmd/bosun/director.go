@@ -9,11 +9,13 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/bosun-gitops/bosun/state/postgres"
+	"github.com/bosun-gitops/bosun/state/postgres/cluster"
 	"github.com/bosun-gitops/bosun/state/postgres/worker"
 	"github.com/nats-io/nats.go"
 )
@@ -154,4 +156,19 @@ func (d *director) roleNames() []string {
 	}
 	sort.Strings(ns)
 	return ns
+}
+
+// postgresRole watches the cluster the director started: if the server dies, the
+// director stops rather than run on without its state.
+type postgresRole struct{ c *cluster.Cluster }
+
+func (postgresRole) Name() string { return "postgres" }
+
+func (r postgresRole) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-r.c.Exited():
+		return fmt.Errorf("the PostgreSQL server under %s exited; see %s", r.c.Dir(), filepath.Join(r.c.Dir(), "server.log"))
+	}
 }

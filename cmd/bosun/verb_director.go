@@ -68,6 +68,19 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	fs.IntVar(&f.workers, "workers", 3, "how many tasks this director runs at once")
 	fs.StringVar(&f.repo, "repo", "", "manifest repository the reconciler watches: a local path or a git URL")
 	fs.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long running tasks may finish after SIGTERM before they are released to another director")
+	// newFlagSet's usage prints the defaults to the output parseFlags silenced, and runs
+	// twice on --help; print them once, to stdout.
+	printed := false
+	fs.Usage = func() {
+		if printed {
+			return
+		}
+		printed = true
+		fmt.Fprintf(c.stdout, "Usage: bosun director [flags]\n\n%s\n\nFlags:\n", commands["director"].summary)
+		fs.SetOutput(c.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -157,6 +170,7 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 	}
 
 	dbURL := f.databaseURL
+	var ownPostgres *cluster.Cluster
 	if dbURL == "" {
 		// The cluster runs as the postgres user when we are root: it must be able to pass
 		// through the data dir (not list it; the NATS secret stays 0600).
@@ -177,6 +191,7 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 			}
 		})
 		dbURL = pg.URL("postgres")
+		ownPostgres = pg
 	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	store, err := postgres.Open(octx, dbURL, log.With("component", "store"))
@@ -225,6 +240,9 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 		if err := plug(d); err != nil {
 			return err
 		}
+	}
+	if ownPostgres != nil {
+		d.addRole(postgresRole{ownPostgres})
 	}
 	d.addRole(&apiRole{l: l, mux: d.mux, log: log.With("component", "api")})
 	d.addRole(worker.New(store, d.handlers, worker.Config{

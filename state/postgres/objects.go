@@ -230,6 +230,37 @@ func (s *Store) RecordRevision(ctx context.Context, r state.Revision) error {
 	return nil
 }
 
+// AcceptRevision records revision r as accepted and enqueues task for it in one
+// transaction, so an accepted commit always has its task and a task always its commit.
+// It returns the task as stored; r.TaskID is set to it.
+func (s *Store) AcceptRevision(ctx context.Context, r state.Revision, task state.Task) (state.Task, error) {
+	if task.Type == "" {
+		return state.Task{}, fmt.Errorf("accept revision %s: task type is empty", r.SHA)
+	}
+	var params any
+	if len(task.Params) > 0 {
+		params = []byte(task.Params)
+	}
+	var out state.Task
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		out, err = scanTask(tx.QueryRow(ctx, `INSERT INTO tasks (type, deployment, description, params, username)
+			VALUES ($1, $2, $3, $4, $5) RETURNING `+taskColumns, task.Type, task.Deployment, task.Description, params, task.User))
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO revisions (sha, author, message, verdict, policy_messages, task_id)
+			VALUES ($1, $2, $3, 'accepted', $4, $5)
+			ON CONFLICT (sha) DO UPDATE SET author = $2, message = $3, verdict = 'accepted', policy_messages = $4, task_id = $5`,
+			r.SHA, r.Author, r.Message, nonNil(r.PolicyMessages), out.ID)
+		return err
+	})
+	if err != nil {
+		return state.Task{}, fmt.Errorf("accept revision %s: %w", r.SHA, err)
+	}
+	return out, nil
+}
+
 const revisionColumns = "sha, author, message, received, verdict, policy_messages, coalesce(task_id, 0)"
 
 func scanRevision(r pgx.Row) (state.Revision, error) {

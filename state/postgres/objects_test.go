@@ -122,7 +122,21 @@ func TestRevisionsEventsIntents(t *testing.T) {
 	if err != nil || !cmp.Equal(b2.PolicyMessages, []string{"deny: no latest stemcell"}) {
 		t.Errorf("revision b2 = %+v, %v", b2, err)
 	}
-	if revs, _ := s.Revisions(ctx, 10); len(revs) != 2 {
+	task, err := s.AcceptRevision(ctx, state.Revision{SHA: "d4", Author: "dee", Message: "scale web", PolicyMessages: []string{"warn: one az"}},
+		state.Task{Type: "deploy", Deployment: "web", Description: "deploy d4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.LastAccepted(ctx); err != nil || last.SHA != "d4" || last.TaskID != task.ID || task.State != state.TaskQueued {
+		t.Errorf("after AcceptRevision: last accepted %+v, %v; task %+v", last, err, task)
+	}
+	if _, err := s.AcceptRevision(ctx, state.Revision{SHA: "e5"}, state.Task{}); err == nil {
+		t.Error("accepted a revision with an untyped task")
+	}
+	if _, err := s.Revision(ctx, "e5"); !errors.Is(err, postgres.ErrNotFound) {
+		t.Errorf("a failed AcceptRevision left revision e5: %v", err)
+	}
+	if revs, _ := s.Revisions(ctx, 10); len(revs) != 3 {
 		t.Errorf("revisions = %+v", revs)
 	}
 

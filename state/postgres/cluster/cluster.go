@@ -203,6 +203,9 @@ func (c *Cluster) Port() int { return c.port }
 // Pid is the postmaster's process id.
 func (c *Cluster) Pid() int { return c.cmd.Process.Pid }
 
+// Exited is closed when the server process has ended, whoever stopped it.
+func (c *Cluster) Exited() <-chan struct{} { return c.done }
+
 // Dir is the data directory.
 func (c *Cluster) Dir() string { return c.dir }
 

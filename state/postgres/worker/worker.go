@@ -48,6 +48,8 @@ type Config struct {
 	// Grace is how long running tasks may continue after shutdown begins before they are
 	// interrupted and released (default 10s).
 	Grace time.Duration
+	// Timeout ends a task that runs longer, in state timeout (0: no limit).
+	Timeout time.Duration
 }
 
 // Pool runs tasks with its handlers. Run it as a director role.
@@ -125,6 +127,7 @@ var (
 	errCancelled = errors.New("task cancelled")
 	errLost      = errors.New("task taken over by another worker after a missed heartbeat")
 	errShutdown  = errors.New("director shutting down")
+	errTimeout   = errors.New("task timed out")
 )
 
 // run runs one claimed task to its end. Its bookkeeping uses a ctx that outlives
@@ -133,6 +136,11 @@ func (p *Pool) run(ctx context.Context, owner string, task state.Task, log *slog
 	bg := context.WithoutCancel(ctx)
 	taskCtx, stop := context.WithCancelCause(bg)
 	defer stop(nil)
+	if p.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		taskCtx, cancel = context.WithTimeoutCause(taskCtx, p.cfg.Timeout, errTimeout)
+		defer cancel()
+	}
 
 	// Shutdown lets the task run for the grace period, then interrupts it.
 	go func() {
@@ -204,6 +212,8 @@ func (p *Pool) run(ctx context.Context, owner string, task state.Task, log *slog
 		return
 	case errors.Is(cause, errCancelled):
 		p.finish(bg, owner, task, state.TaskCancelled, "cancelled", log)
+	case errors.Is(cause, errTimeout):
+		p.finish(bg, owner, task, state.TaskTimeout, fmt.Sprintf("timed out after %s", p.cfg.Timeout), log)
 	case err != nil:
 		p.finish(bg, owner, task, state.TaskError, err.Error(), log)
 	default:

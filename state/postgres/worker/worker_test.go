@@ -205,3 +205,15 @@ func TestSilentWorkerLosesTaskToAnother(t *testing.T) {
 		t.Errorf("a's late result overwrote b's: %q", got.Result)
 	}
 }
+
+func TestPoolTimesOutLongTasks(t *testing.T) {
+	s := newStore(t)
+	started := make(chan int64, 1)
+	cfg := fast
+	cfg.Timeout = 200 * time.Millisecond
+	start(t, worker.New(s, map[string]worker.Handler{"block": blocking(started)}, cfg, nil))
+	got := waitFor(t, s, enqueue(t, s, "block", "a"), state.TaskTimeout)
+	if got.Result != "timed out after 200ms" {
+		t.Errorf("result %q", got.Result)
+	}
+}
