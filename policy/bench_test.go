@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
