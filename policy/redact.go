@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,10 +51,16 @@ func Redact(v any, secrets ...string) any {
 	return out
 }
 
-type redactor struct{ secrets map[string]bool }
+type redactor struct {
+	secrets map[string]bool
+	// terms shares one term per short string: manifests repeat the same keys and values
+	// (name, instances, release names) thousands of times in a large fleet.
+	terms map[string]*ast.Term
+	keys  map[string]bool // SecretKey, memoised
+}
 
 func newRedactor(secrets []string) *redactor {
-	r := &redactor{secrets: make(map[string]bool, len(secrets))}
+	r := &redactor{secrets: make(map[string]bool, len(secrets)), terms: map[string]*ast.Term{}, keys: map[string]bool{}}
 	for _, s := range secrets {
 		if s != "" {
 			r.secrets[s] = true
@@ -63,74 +71,95 @@ func newRedactor(secrets []string) *redactor {
 
 var redactedTerm = ast.StringTerm(Redacted)
 
+func (r *redactor) str(s string) *ast.Term {
+	if len(s) > 128 {
+		return ast.StringTerm(s)
+	}
+	t, ok := r.terms[s]
+	if !ok {
+		t = ast.StringTerm(s)
+		r.terms[s] = t
+	}
+	return t
+}
+
 // value converts v to an OPA value, redacting when asked; it accepts anything a YAML or
 // JSON decoder produces and never fails.
-func (r *redactor) value(v any, redact bool) ast.Value {
+func (r *redactor) value(v any, redact bool) ast.Value { return r.term(v, redact).Value }
+
+func (r *redactor) term(v any, redact bool) *ast.Term {
 	switch x := v.(type) {
 	case nil:
-		return ast.Null{}
+		return ast.InternedNullTerm
 	case ast.Value:
-		return x
+		return ast.NewTerm(x)
 	case bool:
-		return ast.Boolean(x)
+		return ast.InternedTerm(x)
 	case string:
 		if redact && (r.secrets[x] || isPrivateKey(x)) {
-			return redactedTerm.Value
+			return redactedTerm
 		}
-		return ast.String(x)
+		return r.str(x)
 	case int:
-		return ast.Number(fmt.Sprint(x))
+		return ast.InternedTerm(x)
 	case int64:
-		return ast.Number(fmt.Sprint(x))
+		return ast.InternedTerm(int(x))
 	case uint64:
-		return ast.Number(fmt.Sprint(x))
+		return ast.NumberTerm(json.Number(strconv.FormatUint(x, 10)))
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return ast.String(fmt.Sprint(x))
+			return ast.StringTerm(fmt.Sprint(x))
 		}
-		return ast.FloatNumberTerm(x).Value
+		return ast.FloatNumberTerm(x)
 	case time.Time:
-		return ast.String(x.Format(time.RFC3339Nano))
+		return ast.StringTerm(x.Format(time.RFC3339Nano))
 	case []any:
 		ts := make([]*ast.Term, len(x))
 		for i, e := range x {
-			ts[i] = ast.NewTerm(r.value(e, redact))
+			ts[i] = r.term(e, redact)
 		}
-		return ast.NewArray(ts...)
+		return ast.ArrayTerm(ts...)
 	case []string:
 		ts := make([]*ast.Term, len(x))
 		for i, e := range x {
-			ts[i] = ast.NewTerm(r.value(e, redact))
+			ts[i] = r.term(e, redact)
 		}
-		return ast.NewArray(ts...)
+		return ast.ArrayTerm(ts...)
 	case map[string]any:
 		kvs := make([][2]*ast.Term, 0, len(x))
 		for k, e := range x {
 			kvs = append(kvs, r.pair(k, e, redact))
 		}
-		return ast.NewObject(kvs...)
+		return ast.NewTerm(ast.NewObject(kvs...))
 	case map[any]any:
 		kvs := make([][2]*ast.Term, 0, len(x))
 		for k, e := range x {
 			kvs = append(kvs, r.pair(fmt.Sprint(k), e, redact))
 		}
-		return ast.NewObject(kvs...)
+		return ast.NewTerm(ast.NewObject(kvs...))
 	case []map[string]any:
 		ts := make([]*ast.Term, len(x))
 		for i, e := range x {
-			ts[i] = ast.NewTerm(r.value(e, redact))
+			ts[i] = r.term(e, redact)
 		}
-		return ast.NewArray(ts...)
+		return ast.ArrayTerm(ts...)
 	default:
-		return ast.String(fmt.Sprint(x))
+		return ast.StringTerm(fmt.Sprint(x))
 	}
 }
 
 func (r *redactor) pair(k string, v any, redact bool) [2]*ast.Term {
-	if redact && SecretKey(k) {
-		return [2]*ast.Term{ast.StringTerm(k), redactedTerm}
+	if redact {
+		secret, ok := r.keys[k]
+		if !ok {
+			secret = SecretKey(k)
+			r.keys[k] = secret
+		}
+		if secret {
+			return [2]*ast.Term{r.str(k), redactedTerm}
+		}
 	}
-	return [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(r.value(v, redact))}
+	return [2]*ast.Term{r.str(k), r.term(v, redact)}
 }
 
 func isPrivateKey(s string) bool {

@@ -32,7 +32,7 @@ func TestPolicyTest(t *testing.T) {
 			t.Fatal(err)
 		}
 		o, e, code := runCLI(t, "policy", "test", dir)
-		if code != 1 || !strings.Contains(strings.Join(strings.Fields(o), " "), "FAIL policies.stemcells_test.test_upgrade_denied policies/broken_test.rego:5") || !strings.Contains(e, "1 of 16 policy tests failed") {
+		if code != 1 || !strings.Contains(strings.Join(strings.Fields(o), " "), "FAIL policies.stemcells_test.test_upgrade_denied policies/broken_test.rego:5") || !strings.Contains(e, "1 of 17 policy tests failed") {
 			t.Errorf("code %d\nstdout: %s\nstderr: %s", code, o, e)
 		}
 	})
@@ -50,7 +50,7 @@ func TestPolicyTest(t *testing.T) {
 		t.Chdir(filepath.Dir(templatePolicies(t)))
 		o, e, code := runCLI(t, "policy", "test", "--json")
 		var results []struct{ Package, Name, File, Outcome string }
-		if err := json.Unmarshal([]byte(o), &results); err != nil || code != 0 || len(results) != 15 {
+		if err := json.Unmarshal([]byte(o), &results); err != nil || code != 0 || len(results) != 16 {
 			t.Fatalf("code %d, %d results, %v\nstdout: %s\nstderr: %s", code, len(results), err, o, e)
 		}
 		if r := results[0]; r.Package != "policies.deletion_test" || r.File != "policies/deletion_test.rego" || r.Outcome != "PASS" {

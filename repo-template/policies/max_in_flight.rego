@@ -8,17 +8,14 @@ warn contains msg if {
 	some name, d in input.changes.deployments
 	not d.deleted
 	manifest := input.proposed.deployments[name]
+	deployment_wide := object.get(manifest, ["update", "max_in_flight"], 1)
 	some ig in manifest.instance_groups
 	ig.instances > 1
-	raw := max_in_flight(manifest, ig)
+	raw := object.get(ig, ["update", "max_in_flight"], deployment_wide)
 	n := in_flight(raw, ig.instances)
 	n * 2 > ig.instances
 	msg := sprintf("deployment %s: instance group %s updates %d of %d instances at once (max_in_flight %v); more than half may be down during a deploy", [name, ig.name, n, ig.instances, raw])
 }
-
-max_in_flight(_, ig) := ig.update.max_in_flight
-
-max_in_flight(manifest, ig) := manifest.update.max_in_flight if not ig.update.max_in_flight
 
 in_flight(raw, _) := raw if is_number(raw)
 

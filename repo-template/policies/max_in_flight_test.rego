@@ -34,3 +34,7 @@ test_instance_group_override_wins if {
 test_single_instance_left_alone if {
 	count(max_in_flight.warn) == 0 with input as deploy(1, {"instances": 1})
 }
+
+test_integer_as_string_warns if {
+	count(max_in_flight.warn) == 1 with input as deploy("3", {})
+}
