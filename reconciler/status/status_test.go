@@ -30,7 +30,7 @@ func demoOutcome() Outcome {
 		Deployment: "demo", SourceCommit: sourceSHA, Result: Succeeded, Task: "42",
 		Policy:    &Policy{Warn: []string{"web: max_in_flight above 50%"}},
 		StartedAt: t0, FinishedAt: t0.Add(14 * time.Second),
-		Changes:   Changes{Updated: 2, Created: 1},
+		Changes: Changes{Updated: 2, Created: 1},
 		Instances: []Instance{
 			{Name: "web/0", ID: "3d9a", AZ: "z1", State: "running", VMCID: "vm-1", IPs: []string{"10.0.0.10"}},
 			{Name: "web/1", ID: "77c1", AZ: "z2", State: "running", VMCID: "vm-2", IPs: []string{"10.0.1.10"}},
