@@ -211,6 +211,10 @@ func explain(err error, withAuth bool) string {
 		return " (the credentials were refused: check the token or key and its access to this repository)"
 	case errors.Is(err, transport.ErrRepositoryNotFound):
 		return " (check the URL, and that the credentials can see the repository)"
+	case strings.Contains(err.Error(), "ssh: unable to authenticate"):
+		return " (the ssh key was refused: is it a deploy key of this repository?)"
+	case strings.Contains(err.Error(), "knownhosts: key is unknown"), strings.Contains(err.Error(), "knownhosts: key mismatch"):
+		return " (the server's host key is not the one in known_hosts)"
 	case errors.Is(err, os.ErrNotExist):
 		return " (no repository at that path)"
 	}

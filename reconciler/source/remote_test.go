@@ -2,14 +2,23 @@ package source
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/pem"
 	"errors"
+	"io/fs"
 	"net/http"
+	"net/http/cgi"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"golang.org/x/crypto/ssh"
 )
 
 func TestUnreachableRepositoryErrorsAreRedacted(t *testing.T) {
@@ -107,4 +116,94 @@ func TestRemoteResolve(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHTTPSTokenAgainstGitHTTPBackend serves a real repository through git's own
+// http-backend behind basic auth, as a forge serving a token-protected repository would.
+func TestHTTPSTokenAgainstGitHTTPBackend(t *testing.T) {
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("no git binary")
+	}
+	work := newWorkRepo(t)
+	bare := work.newBareRemote()
+	head := work.commit("served over http", map[string]string{"bosun.yml": "{}\n"})
+	work.push(false)
+	const token = "glpat-Secr3tT0ken"
+	backend := &cgi.Handler{Path: gitBin, Args: []string{"http-backend"},
+		Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(bare), "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pass, ok := r.BasicAuth(); !ok || pass != token {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	url := srv.URL + "/" + filepath.Base(bare)
+
+	s, err := Open(Config{Remote: Remote{URL: url, Token: token}, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rev, changed, err := s.Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !changed || rev.SHA != head {
+		t.Fatalf("Check = %s changed=%v", rev.SHA, changed)
+	}
+	if data, err := fs.ReadFile(rev.FS(), "bosun.yml"); err != nil || string(data) != "{}\n" {
+		t.Fatalf("bosun.yml = %q, %v", data, err)
+	}
+
+	wrong, err := Open(Config{Remote: Remote{URL: url, Token: "glpat-wrong-one"}, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wrong.Close()
+	_, _, err = wrong.Check(context.Background())
+	if err == nil || strings.Contains(err.Error(), "glpat-wrong-one") || !strings.Contains(err.Error(), "credentials were refused") {
+		t.Fatalf("wrong token: %v", err)
+	}
+}
+
+func TestSSHKeyAuth(t *testing.T) {
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := pem.EncodeToMemory(block)
+	e, err := Remote{URL: "ssh://deploy@git.example:2222/o/r.git", SSHKey: key}.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, ok := e.auth.(*gitssh.PublicKeys)
+	if !ok || pk.User != "deploy" {
+		t.Fatalf("auth = %#v", e.auth)
+	}
+	hosts := filepath.Join(t.TempDir(), "known_hosts")
+	_, err = Remote{URL: "git@git.example:o/r.git", SSHKey: key, KnownHostsFile: hosts}.resolve()
+	if err == nil || !strings.Contains(err.Error(), hosts) {
+		t.Fatalf("missing known_hosts: %v", err)
+	}
+	if err := os.WriteFile(hosts, []byte("git.example "+string(ssh.MarshalAuthorizedKey(must(ssh.NewPublicKey(priv.Public()))))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (Remote{URL: "git@git.example:o/r.git", SSHKey: key, KnownHostsFile: hosts}).resolve(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

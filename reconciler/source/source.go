@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
@@ -28,16 +30,19 @@ type Config struct {
 	// CacheDir holds the bare, single-branch, shallow mirror; it survives restarts so an
 	// unchanged repository costs one ref listing, not a clone.
 	CacheDir string
-	Logger   *slog.Logger
+	// Timeout bounds each Check's network operations; default 60s, as Flux's.
+	Timeout time.Duration
+	Logger  *slog.Logger
 }
 
 // Source tracks one branch of one repository. Its methods are safe for concurrent use.
 type Source struct {
-	remote Remote
-	ep     endpoint
-	branch plumbing.ReferenceName
-	dir    string
-	log    *slog.Logger
+	remote  Remote
+	ep      endpoint
+	branch  plumbing.ReferenceName
+	dir     string
+	timeout time.Duration
+	log     *slog.Logger
 
 	// mu guards the cache repository: go-git's object storage is not safe for concurrent
 	// use, and revisions read through it.
@@ -74,7 +79,10 @@ func Open(cfg Config) (*Source, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Source{remote: cfg.Remote, ep: ep, branch: branch, dir: cfg.CacheDir,
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Minute
+	}
+	s := &Source{remote: cfg.Remote, ep: ep, branch: branch, dir: cfg.CacheDir, timeout: cfg.Timeout,
 		log: cfg.Logger.With("repository", cfg.Remote.String(), "branch", cfg.Branch)}
 	if err := s.openCache(); err != nil {
 		return nil, err
@@ -134,6 +142,8 @@ func (s *Source) Close() error {
 // mirror. It returns the head and whether it differs from the one the previous Check
 // returned (the first successful Check always reports a change).
 func (s *Source) Check(ctx context.Context) (Revision, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	head, err := s.lsRemote(ctx)
 	if err != nil {
 		return Revision{}, false, err
@@ -180,7 +190,7 @@ func (s *Source) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 // throw-away clones would.
 func (s *Source) fetch(ctx context.Context, want plumbing.Hash) (plumbing.Hash, error) {
 	head, err := s.fetchOnce(ctx)
-	if err != nil && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && !unreachable(err) {
 		s.log.Warn("fetch into the mirror failed; starting the mirror afresh", "err", err)
 		s.storage.Close()
 		if rmErr := os.RemoveAll(s.dir); rmErr != nil {
@@ -213,6 +223,13 @@ func (s *Source) fetchOnce(ctx context.Context) (plumbing.Hash, error) {
 		return plumbing.ZeroHash, fmt.Errorf("commit %s missing after fetch: %w", ref.Hash(), err)
 	}
 	return ref.Hash(), nil
+}
+
+// unreachable reports errors that say nothing about the mirror's health.
+func unreachable(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, transport.ErrAuthenticationRequired) ||
+		errors.Is(err, transport.ErrAuthorizationFailed) || errors.Is(err, transport.ErrRepositoryNotFound)
 }
 
 // Head returns the mirror's current head of the branch without touching the network.

@@ -30,7 +30,7 @@ func demoOutcome() Outcome {
 		Deployment: "demo", SourceCommit: sourceSHA, Result: Succeeded, Task: "42",
 		Policy:    &Policy{Warn: []string{"web: max_in_flight above 50%"}},
 		StartedAt: t0, FinishedAt: t0.Add(14 * time.Second),
-		Changes:   Changes{Updated: 2, Created: 1},
+		Changes: Changes{Updated: 2, Created: 1},
 		Instances: []Instance{
 			{Name: "web/0", ID: "3d9a", AZ: "z1", State: "running", VMCID: "vm-1", IPs: []string{"10.0.0.10"}},
 			{Name: "web/1", ID: "77c1", AZ: "z2", State: "running", VMCID: "vm-2", IPs: []string{"10.0.1.10"}},
@@ -107,7 +107,11 @@ func TestMessage(t *testing.T) {
 }
 
 // newRemote returns a bare repository with a main branch, as the manifest repository.
-func newRemote(t *testing.T) (dir, mainSHA string) {
+func newRemote(t *testing.T) (dir, mainSHA string) { return newRemoteB(t) }
+
+func sourceRemote(url string) source.Remote { return source.Remote{URL: url} }
+
+func newRemoteB(t testing.TB) (dir, mainSHA string) {
 	t.Helper()
 	work := t.TempDir()
 	repo, err := git.PlainInitWithOptions(work, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: plumbing.Main}})
@@ -122,7 +126,7 @@ func newRemote(t *testing.T) (dir, mainSHA string) {
 	return dir, mainSHA
 }
 
-func commitFile(t *testing.T, repo *git.Repository, dir, name, content string) string {
+func commitFile(t testing.TB, repo *git.Repository, dir, name, content string) string {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
