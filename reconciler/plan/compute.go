@@ -25,7 +25,7 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 	if d.Name == "" {
 		return Plan{}, errors.New("name: a deployment needs a name")
 	}
-	byGroup, err := indexObserved(o)
+	byGroup, ids, err := indexObserved(o)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -42,7 +42,7 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 		azs:         map[string]AZ{},
 		foreign:     map[string]map[netip.Addr]bool{},
 		static:      map[string]map[netip.Addr]string{},
-		ids:         map[string]bool{},
+		ids:         ids,
 		firstDeploy: len(o.Instances) == 0,
 	}
 	for _, az := range d.Cloud.AZs {
@@ -56,7 +56,6 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 		}
 	}
 	for _, in := range o.Instances {
-		pl.ids[in.ID] = true
 		for net, ip := range in.IPs {
 			if n := nets[net]; n != nil && ip != "" {
 				n.take(netip.MustParseAddr(ip)) // indexObserved validated it
@@ -107,65 +106,66 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 	return plan, nil
 }
 
-// indexObserved checks the observed instances and groups them by instance group, by index.
-func indexObserved(o Observed) (map[string][]Instance, error) {
-	type slotKey struct {
-		group string
-		index int
-	}
+// indexObserved checks the observed instances and groups them by instance group, by index,
+// pointing into o rather than copying. It also returns the set of ids in use.
+func indexObserved(o Observed) (map[string][]*Instance, map[string]bool, error) {
 	type ipKey struct {
 		net string
 		a   netip.Addr
 	}
 	ids := make(map[string]bool, len(o.Instances))
-	at := make(map[slotKey]string, len(o.Instances))
 	ips := make(map[ipKey]string, len(o.Instances))
 	counts := map[string]int{}
-	for _, in := range o.Instances {
+	for i := range o.Instances {
+		in := &o.Instances[i]
 		name := func() string { return in.Group + "/" + strconv.Itoa(in.Index) }
 		switch {
 		case in.ID == "":
-			return nil, fmt.Errorf("observed instance %s has no id", name())
+			return nil, nil, fmt.Errorf("observed instance %s has no id", name())
 		case in.Group == "":
-			return nil, fmt.Errorf("observed instance %s has no instance group", in.ID)
+			return nil, nil, fmt.Errorf("observed instance %s has no instance group", in.ID)
 		case in.Index < 0:
-			return nil, fmt.Errorf("observed instance %s (%s) has a negative index", name(), in.ID)
+			return nil, nil, fmt.Errorf("observed instance %s (%s) has a negative index", name(), in.ID)
 		case ids[in.ID]:
-			return nil, fmt.Errorf("observed instance id %s is used twice", in.ID)
-		case at[slotKey{in.Group, in.Index}] != "":
-			return nil, fmt.Errorf("observed instances %s and %s are both %s", at[slotKey{in.Group, in.Index}], in.ID, name())
+			return nil, nil, fmt.Errorf("observed instance id %s is used twice", in.ID)
 		}
-		ids[in.ID], at[slotKey{in.Group, in.Index}] = true, in.ID
+		ids[in.ID] = true
 		for net, ip := range in.IPs {
 			if ip == "" {
 				continue
 			}
 			a, err := netip.ParseAddr(ip)
 			if err != nil {
-				return nil, fmt.Errorf("observed instance %s (%s): network %s: %q is not an IP address", name(), in.ID, net, ip)
+				return nil, nil, fmt.Errorf("observed instance %s (%s): network %s: %q is not an IP address", name(), in.ID, net, ip)
 			}
 			if other := ips[ipKey{net, a}]; other != "" {
-				return nil, fmt.Errorf("observed instances %s and %s both hold %s on network %s", other, in.ID, a, net)
+				return nil, nil, fmt.Errorf("observed instances %s and %s both hold %s on network %s", other, in.ID, a, net)
 			}
 			ips[ipKey{net, a}] = in.ID
 		}
 		counts[in.Group]++
 	}
-	byGroup := make(map[string][]Instance, len(counts))
-	for _, in := range o.Instances {
+	byGroup := make(map[string][]*Instance, len(counts))
+	for i := range o.Instances {
+		in := &o.Instances[i]
 		if byGroup[in.Group] == nil {
-			byGroup[in.Group] = make([]Instance, 0, counts[in.Group])
+			byGroup[in.Group] = make([]*Instance, 0, counts[in.Group])
 		}
 		byGroup[in.Group] = append(byGroup[in.Group], in)
 	}
 	for _, ins := range byGroup {
-		slices.SortFunc(ins, func(a, b Instance) int { return cmp.Compare(a.Index, b.Index) })
+		slices.SortFunc(ins, func(a, b *Instance) int { return cmp.Compare(a.Index, b.Index) })
+		for i := 1; i < len(ins); i++ {
+			if a, b := ins[i-1], ins[i]; a.Index == b.Index {
+				return nil, nil, fmt.Errorf("observed instances %s and %s are both %s/%d", a.ID, b.ID, a.Group, a.Index)
+			}
+		}
 	}
-	return byGroup, nil
+	return byGroup, ids, nil
 }
 
 // deleteAll plans the deletion of every observed group not in keep.
-func deleteAll(deployment string, byGroup map[string][]Instance, keep map[string]string, why ReasonKind) Plan {
+func deleteAll(deployment string, byGroup map[string][]*Instance, keep map[string]string, why ReasonKind) Plan {
 	p := Plan{Deployment: deployment}
 	var names []string
 	for name := range byGroup {
@@ -206,17 +206,20 @@ func obsolete(e existing, why Reason) InstancePlan {
 	return ip
 }
 
-// existing is an observed instance offered to a desired group.
+// existing is an observed instance offered to a desired group. It points into the
+// caller's Observed, which the planner never modifies.
 type existing struct {
-	Instance
+	*Instance
 	from string // the migrated_from group it comes from, if any
 }
 
-func asExisting(ins []Instance, from, az string) []existing {
+func asExisting(ins []*Instance, from, az string) []existing {
 	out := make([]existing, len(ins))
 	for i, in := range ins {
-		if in.AZ == "" {
-			in.AZ = az
+		if in.AZ == "" && az != "" {
+			c := *in
+			c.AZ = az
+			in = &c
 		}
 		out[i] = existing{Instance: in, from: from}
 	}

@@ -110,7 +110,7 @@ func (pl *planner) diff(g Group, fp groupFP, s *slot, bootstrap bool) (InstanceP
 		recreate(ReasonVMType, "or cloud properties changed")
 	}
 	if old.Networks != now.Networks {
-		recreate(ReasonNetwork, networkDetail(e.Instance, in.IPs))
+		recreate(ReasonNetwork, networkDetail(e.IPs, in.IPs))
 	}
 	if old.Env != now.Env {
 		recreate(ReasonEnv, "changed")
@@ -167,17 +167,17 @@ func diskString(d Disk) string {
 
 func arrow(old, now string) string { return cmp.Or(old, "none") + " -> " + cmp.Or(now, "none") }
 
-func networkDetail(e Instance, now []Address) string {
+func networkDetail(old map[string]string, now []Address) string {
 	var parts []string
 	names := map[string]bool{}
 	for _, a := range now {
 		names[a.Network] = true
-		if old := e.IPs[a.Network]; old != a.IP && a.IP != "" {
-			parts = append(parts, a.Network+" "+arrow(old, a.IP))
+		if was := old[a.Network]; was != a.IP && a.IP != "" {
+			parts = append(parts, a.Network+" "+arrow(was, a.IP))
 		}
 	}
 	var gone []string
-	for n := range e.IPs {
+	for n := range old {
 		if !names[n] {
 			gone = append(gone, n+" removed")
 		}
