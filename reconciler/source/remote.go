@@ -84,11 +84,15 @@ func (r Remote) resolve() (endpoint, error) {
 			}
 			u.User = nil
 			e.url = u.String()
-			if secret != "" {
+			switch {
+			case secret != "":
 				if name == "" {
 					name = "git"
 				}
 				e.auth = &githttp.BasicAuth{Username: name, Password: secret}
+			case name != "":
+				// https://<token>@github.com/...: the user name is the credential.
+				e.auth = &githttp.BasicAuth{Username: name}
 			}
 			return e, nil
 		case "ssh":
@@ -144,6 +148,10 @@ func (r Remote) sshAuth(user string) (transport.AuthMethod, error) {
 func (r Remote) String() string {
 	raw := strings.TrimSpace(r.URL)
 	if u, err := url.Parse(raw); err == nil && strings.Contains(raw, "://") {
+		if _, hasPass := u.User.Password(); u.User != nil && !hasPass && (u.Scheme == "http" || u.Scheme == "https") {
+			// A lone https user name is often a token.
+			u.User = url.User("xxxxx")
+		}
 		return r.scrub(u.Redacted())
 	}
 	if i := strings.Index(raw, "://"); i >= 0 {
@@ -180,6 +188,10 @@ func (r Remote) secrets() []string {
 	if u, err := url.Parse(strings.TrimSpace(r.URL)); err == nil {
 		if p, ok := u.User.Password(); ok && p != "" {
 			s = append(s, p, url.QueryEscape(p), url.PathEscape(p))
+		} else if name := u.User.Username(); len(name) >= 8 && (u.Scheme == "http" || u.Scheme == "https") {
+			// Long enough to be a token passed as the user name; short names would
+			// mangle unrelated words.
+			s = append(s, name)
 		}
 	}
 	return s

@@ -44,6 +44,7 @@ func TestUnreachableRepositoryErrorsAreRedacted(t *testing.T) {
 		{"password in URL, connection refused", Remote{URL: strings.Replace(closedURL, "http://", "http://deploy:pa55word-xyz@", 1) + "/org/repo.git"}, "deploy:xxxxx@127.0.0.1", nil},
 		{"token, auth required", Remote{URL: refuse.URL + "/org/repo.git", Token: "ghp_tok3n"}, "credentials were refused", transport.ErrAuthenticationRequired},
 		{"no token, auth required", Remote{URL: refuse.URL + "/org/repo.git"}, "wants credentials", transport.ErrAuthenticationRequired},
+		{"token as URL user, refused", Remote{URL: strings.Replace(refuse.URL, "http://", "http://ghp_tok3n@", 1) + "/org/repo.git"}, "credentials were refused", transport.ErrAuthenticationRequired},
 		{"token in URL, forbidden", Remote{URL: strings.Replace(deny.URL, "http://", "http://x:ghp_tok3n@", 1) + "/org/repo.git"}, "credentials were refused", transport.ErrAuthorizationFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,6 +87,7 @@ func TestRemoteResolve(t *testing.T) {
 	}{
 		{"https token", Remote{URL: "https://github.com/o/r.git", Token: "t0k"}, "https://github.com/o/r.git", "https://github.com/o/r.git", kindHTTP, true, ""},
 		{"https userinfo", Remote{URL: "https://me:pw@gitlab.example/o/r.git"}, "https://gitlab.example/o/r.git", "https://me:xxxxx@gitlab.example/o/r.git", kindHTTP, true, ""},
+		{"https token as user", Remote{URL: "https://ghp_abcdefgh12345@github.com/o/r.git"}, "https://github.com/o/r.git", "https://xxxxx@github.com/o/r.git", kindHTTP, true, ""},
 		{"https anonymous", Remote{URL: "https://github.com/o/r.git"}, "https://github.com/o/r.git", "https://github.com/o/r.git", kindHTTP, false, ""},
 		{"ssh url, agent", Remote{URL: "ssh://git@host:2222/o/r.git"}, "ssh://git@host:2222/o/r.git", "ssh://git@host:2222/o/r.git", kindSSH, false, ""},
 		{"scp-like, agent", Remote{URL: "git@github.com:o/r.git"}, "git@github.com:o/r.git", "git@github.com:o/r.git", kindSSH, false, ""},

@@ -32,7 +32,7 @@ type Config struct {
 	Remote source.Remote
 	// Branch defaults to "bosun/status".
 	Branch string
-	// CacheDir holds the writer's own bare clone of the status branch.
+	// CacheDir holds the writer's own bare clone of the status branch; not the source's cache.
 	CacheDir string
 	// Name and Email sign the commits as author and committer; default Bosun <bosun@localhost>.
 	Name, Email string
