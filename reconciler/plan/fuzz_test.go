@@ -147,7 +147,11 @@ func FuzzCompute(f *testing.F) {
 	f.Add([]byte{1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 2, 1, 0, 1, 2, 3, 6, 1, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 1, 1, 2})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, o, opts := decodeInput(data)
+		before, _ := json.Marshal([]any{d, o})
 		p, err := Compute(d, o, opts)
+		if after, _ := json.Marshal([]any{d, o}); string(after) != string(before) {
+			t.Fatalf("Compute modified its inputs:\n%s\n%s", before, after)
+		}
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), `plan deployment "fuzz": `) {
 				t.Fatalf("error does not name the deployment: %v", err)
