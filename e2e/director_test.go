@@ -338,3 +338,36 @@ func TestDirectorStopsWhenItsPostgresDies(t *testing.T) {
 	}
 	assertNothingLeft(t, base, nil, api, natsAddr)
 }
+
+// A signal while the director is still starting (initdb takes seconds) is a clean stop,
+// and leaves a data dir the next start can use.
+func TestDirectorSignalDuringStartup(t *testing.T) {
+	base := reachableTempDir(t)
+	data := filepath.Join(base, "data")
+	api, natsAddr := directorFreePort(t), directorFreePort(t)
+	args := []string{"--dev", "--data-dir", data, "--listen", api, "--nats-listen", natsAddr}
+	d := startDirector(t, args...)
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(d.stderr.String(), "initialising postgres cluster") {
+		if time.Now().After(deadline) {
+			t.Fatalf("director never began initdb:\n%s", d.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.wait(t); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM during startup:\n%s", code, d.stderr)
+	}
+	assertNothingLeft(t, base, nil, api, natsAddr)
+
+	d = startDirector(t, args...)
+	d.healthy(t)
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.wait(t); code != 0 {
+		t.Fatalf("exit status %d:\n%s", code, d.stderr)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bosun-gitops/bosun/bus"
 	"github.com/bosun-gitops/bosun/state/postgres"
 	"github.com/bosun-gitops/bosun/state/postgres/cluster"
 	"github.com/bosun-gitops/bosun/state/postgres/worker"
@@ -34,9 +35,13 @@ var directorPlugins []func(d *director) error
 
 // director holds what every role shares; plugins read it and add to it before Run.
 type director struct {
-	log      *slog.Logger
-	store    *postgres.Store
-	nats     *nats.Conn
+	log     *slog.Logger
+	dataDir string // absolute; plugins keep their files under it
+	repo    string // --repo, checked to be a directory or a git URL
+	store   *postgres.Store
+	nats    *nats.Conn
+	// bus is the embedded NATS server (nil with --nats-url); it derives agent credentials.
+	bus      *bus.Server
 	mux      *http.ServeMux
 	handlers map[string]worker.Handler
 	roles    []role

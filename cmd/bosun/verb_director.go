@@ -101,7 +101,13 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	if err := checkRepo(f.repo); err != nil {
 		return usageError("%v", err)
 	}
-	return startDirector(ctx, f, log)
+	err = startDirector(ctx, f, log)
+	if err != nil && ctx.Err() != nil {
+		// A signal during startup is a stop, not a failure: everything started is undone.
+		log.Info("stopped during startup", "reason", err)
+		return nil
+	}
+	return err
 }
 
 func newLogger(w io.Writer, format string) (*slog.Logger, error) {
@@ -203,6 +209,7 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 
 	natsURL := f.natsURL
 	natsAddr := ""
+	var embedded *bus.Server
 	if natsURL == "" {
 		secret, err := natsSecret(dataDir)
 		if err != nil {
@@ -213,7 +220,7 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 			return fmt.Errorf("embedded NATS on %s: %w", f.natsListen, unwrapSyscall(err))
 		}
 		undo = append(undo, srv.Shutdown)
-		natsURL, natsAddr = srv.DirectorURL(), srv.Addr()
+		natsURL, natsAddr, embedded = srv.DirectorURL(), srv.Addr(), srv
 	}
 	nc, err := nats.Connect(natsURL, nats.Name("bosun-director"), nats.MaxReconnects(-1), nats.Timeout(10*time.Second))
 	if err != nil {
@@ -227,8 +234,11 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 	host, _ := os.Hostname()
 	d := &director{
 		log:      log,
+		dataDir:  dataDir,
+		repo:     f.repo,
 		store:    store,
 		nats:     nc,
+		bus:      embedded,
 		mux:      http.NewServeMux(),
 		handlers: map[string]worker.Handler{},
 		status:   map[string]string{},

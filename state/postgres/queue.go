@@ -308,3 +308,30 @@ func (s *Store) Locks(ctx context.Context) ([]state.Lock, error) {
 	}
 	return ls, nil
 }
+
+// ListenTasks calls wake whenever a task may have become claimable (queued, requeued, or
+// its deployment released), until ctx ends. Workers still poll; this only makes them
+// quick. It holds one connection for as long as it runs.
+func (s *Store) ListenTasks(ctx context.Context, wake func()) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("listen for tasks: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN bosun_tasks"); err != nil {
+		return fmt.Errorf("listen for tasks: %w", err)
+	}
+	defer func() {
+		// The connection goes back to the pool: it must not keep listening.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "UNLISTEN bosun_tasks")
+	}()
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("listen for tasks: %w", err)
+		}
+		wake()
+	}
+}

@@ -40,7 +40,7 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"0001_init"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"0001_init", "0002_task_notify"}, got); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 }

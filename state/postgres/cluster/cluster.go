@@ -139,7 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 
 	logPath := filepath.Join(dir, "server.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open server log: %w", err)
 	}

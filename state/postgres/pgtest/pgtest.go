@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,54 +26,70 @@ import (
 // allowed to create databases.
 const EnvURL = "BOSUN_TEST_DATABASE_URL"
 
-var adminURL string
+var (
+	inMain   bool
+	once     sync.Once
+	adminURL string
+	startErr error
+	running  *cluster.Cluster
+	tmpDir   string
+)
 
-// Main runs the package's tests against one cluster it starts (unless EnvURL is set) and
-// stops at exit. Call it from TestMain.
+// Main runs the package's tests and, if any of them asked for a database, stops the
+// cluster started for them and removes its files. Call it from TestMain.
 func Main(m *testing.M) {
-	os.Exit(run(m))
+	inMain = true
+	code := m.Run()
+	if running != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := running.Stop(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest:", err)
+			code = 1
+		}
+		cancel()
+	}
+	if tmpDir != "" {
+		os.RemoveAll(tmpDir)
+	}
+	os.Exit(code)
 }
 
-func run(m *testing.M) int {
-	if u := os.Getenv(EnvURL); u != "" {
-		adminURL = u
-		return m.Run()
-	}
-	// os.MkdirTemp gives 0700; the postgres user must be able to enter the parent.
-	parent, err := os.MkdirTemp("", "bosun-pgtest-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pgtest:", err)
-		return 1
-	}
-	defer os.RemoveAll(parent)
-	if err := os.Chmod(parent, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "pgtest:", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := cluster.Start(ctx, cluster.Config{Dir: filepath.Join(parent, "data"), NoFsync: true})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pgtest:", err)
-		return 1
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.Stop(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "pgtest:", err)
+// server finds or starts the one server of this test process, on first use: test runs
+// that need no database (go test -run X) start none.
+func server() (string, error) {
+	once.Do(func() {
+		if u := os.Getenv(EnvURL); u != "" {
+			adminURL = u
+			return
 		}
-	}()
-	adminURL = c.URL("postgres")
-	return m.Run()
+		if !inMain {
+			startErr = fmt.Errorf("no server: call pgtest.Main(m) from TestMain, or set %s", EnvURL)
+			return
+		}
+		// os.MkdirTemp gives 0700; the postgres user must be able to enter it.
+		if tmpDir, startErr = os.MkdirTemp("", "bosun-pgtest-"); startErr != nil {
+			return
+		}
+		if startErr = os.Chmod(tmpDir, 0o755); startErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		running, startErr = cluster.Start(ctx, cluster.Config{Dir: filepath.Join(tmpDir, "data"), NoFsync: true})
+		if startErr == nil {
+			adminURL = running.URL("postgres")
+		}
+	})
+	return adminURL, startErr
 }
 
 // NewDatabase creates an empty database for this test, dropped when it ends, and
 // returns its URL.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	if adminURL == "" {
-		t.Fatal("pgtest: no server; call pgtest.Main(m) from TestMain")
+	adminURL, err := server()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])

@@ -25,6 +25,8 @@ type Queue interface {
 	Release(ctx context.Context, id int64, owner string) error
 	RequeueStale(ctx context.Context, ttl time.Duration) ([]int64, error)
 	AddTaskEvent(ctx context.Context, e state.TaskEvent) (int64, error)
+	// ListenTasks calls wake when a task may have become claimable, until ctx ends.
+	ListenTasks(ctx context.Context, wake func()) error
 }
 
 // Handler does the work of one task and returns its result line. Its ctx ends when the
@@ -43,7 +45,8 @@ type Config struct {
 	// TTL is how long a silent worker keeps its task before the reaper requeues it
 	// (default 6 heartbeats).
 	TTL time.Duration
-	// Poll is how often an idle worker looks for a task (default 250ms).
+	// Poll is how often an idle worker looks for a task when no notification woke it
+	// (default 1s).
 	Poll time.Duration
 	// Grace is how long running tasks may continue after shutdown begins before they are
 	// interrupted and released (default 10s).
@@ -75,7 +78,7 @@ func New(q Queue, handlers map[string]Handler, cfg Config, log *slog.Logger) *Po
 		cfg.TTL = 6 * cfg.Heartbeat
 	}
 	if cfg.Poll <= 0 {
-		cfg.Poll = 250 * time.Millisecond
+		cfg.Poll = time.Second
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
@@ -93,16 +96,41 @@ func (p *Pool) Name() string { return "workers" }
 // finish or be released.
 func (p *Pool) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for i := range p.cfg.Workers {
+	wakes := make([]chan struct{}, p.cfg.Workers)
+	for i := range wakes {
+		wakes[i] = make(chan struct{}, 1)
 		owner := fmt.Sprintf("%s/%d", p.cfg.Owner, i)
-		wg.Go(func() { p.work(ctx, owner) })
+		wg.Go(func() { p.work(ctx, owner, wakes[i]) })
 	}
 	wg.Go(func() { p.reap(ctx) })
+	wg.Go(func() { p.listen(ctx, wakes) })
 	wg.Wait()
 	return nil
 }
 
-func (p *Pool) work(ctx context.Context, owner string) {
+// listen wakes every idle worker when the queue says a task may be claimable, and keeps
+// listening across database hiccups; polling covers the gaps.
+func (p *Pool) listen(ctx context.Context, wakes []chan struct{}) {
+	wake := func() {
+		for _, w := range wakes {
+			select {
+			case w <- struct{}{}:
+			default: // already woken
+			}
+		}
+	}
+	for ctx.Err() == nil {
+		if err := p.q.ListenTasks(ctx, wake); err != nil {
+			p.log.Warn("task notifications lost; polling every "+p.cfg.Poll.String()+" until they are back", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(p.cfg.Poll):
+		}
+	}
+}
+
+func (p *Pool) work(ctx context.Context, owner string, wake <-chan struct{}) {
 	log := p.log.With("worker", owner)
 	tick := time.NewTicker(p.cfg.Poll)
 	defer tick.Stop()
@@ -119,6 +147,7 @@ func (p *Pool) work(ctx context.Context, owner string) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-wake:
 		}
 	}
 }

@@ -217,3 +217,29 @@ func TestPoolTimesOutLongTasks(t *testing.T) {
 		t.Errorf("result %q", got.Result)
 	}
 }
+
+// With polling all but off, a queued task still starts at once: the queue's notification
+// wakes an idle worker.
+func TestPoolWokenByNotification(t *testing.T) {
+	s := newStore(t)
+	cfg := fast
+	cfg.Poll = time.Hour
+	ran := make(chan int64, 2)
+	start(t, worker.New(s, map[string]worker.Handler{"ok": func(_ context.Context, task state.Task, _ func(state.TaskEvent) error) (string, error) {
+		ran <- task.ID
+		return "", nil
+	}}, cfg, nil))
+	// The pool's first claim finds nothing; later tasks arrive only by notification.
+	time.Sleep(200 * time.Millisecond)
+	for range 2 {
+		id := enqueue(t, s, "ok", "web")
+		select {
+		case got := <-ran:
+			if got != id {
+				t.Fatalf("ran task %d, want %d", got, id)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("idle worker not woken by the new task's notification")
+		}
+	}
+}
