@@ -155,7 +155,7 @@ func capabilities() *ast.Capabilities {
 
 // compile type-checks modules together, reporting every error with file:line.
 func compile(modules map[string]*ast.Module) (*ast.Compiler, error) {
-	c := ast.NewCompiler().WithCapabilities(capabilities()).WithDefaultRegoVersion(ast.RegoV1).WithEnablePrintStatements(false)
+	c := ast.NewCompiler().WithCapabilities(capabilities()).WithDefaultRegoVersion(ast.RegoV1).WithSchemas(schemas())
 	if c.Compile(modules); c.Failed() {
 		return nil, fmt.Errorf("compile policies: %w", c.Errors)
 	}
