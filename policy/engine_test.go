@@ -132,6 +132,9 @@ exception contains {"rules": [""], "reason": "incident 42"} if input.commit.sha 
 	if !strings.HasPrefix(e.Revision(), "sha256:") {
 		t.Errorf("revision %q is not a content digest", e.Revision())
 	}
+	if d, err := mustLoad(t, map[string]string{"README.md": "no policies here"}).Evaluate(context.Background(), in); err != nil || !d.Allowed() {
+		t.Errorf("a repository without policies: %+v, %v", d, err)
+	}
 	if r := mustLoad(t, map[string]string{"policies/scale.rego": minTwo}, WithRevision("abc123")).Revision(); r != "abc123" {
 		t.Errorf("WithRevision: got %q", r)
 	}
