@@ -56,6 +56,8 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 		{"v0 syntax", map[string]string{"policies/a.rego": "package policies.a\n\ndeny[msg] { msg := \"x\" }\n"}, []string{"policies/a.rego:3"}},
 		{"unknown function", map[string]string{"policies/a.rego": "package policies.a\n\ndeny contains msg if {\n\tmsg := nope(1)\n}\n"}, []string{"policies/a.rego:4", "undefined function nope"}},
 		{"network builtin", map[string]string{"policies/a.rego": "package policies.a\n\ndeny contains msg if {\n\tr := http.send({})\n\tmsg := r.body\n}\n"}, []string{"policies/a.rego:4", "http.send"}},
+		{"undefined input path", map[string]string{"policies/a.rego": "package policies.a\n\ndeny contains msg if {\n\tsome name in input.changes.delete\n\tmsg := name\n}\n"}, []string{"policies/a.rego:4", "undefined ref: input.changes.delete"}},
+		{"undefined commit field", map[string]string{"policies/a.rego": "package policies.a\n\ndeny contains \"unsigned\" if input.commit.signature.state != \"valid\"\n"}, []string{"policies/a.rego:3", "input.commit.signature.state"}},
 		{"bad yaml data", map[string]string{"policies/a.rego": minTwo, "policies/limits.yml": "a: 1\n b: [\n"}, []string{"policies/limits.yml", "line 2"}},
 		{"bad json data", map[string]string{"policies/a.rego": minTwo, "policies/limits.json": "{\n\"a\": 1,\n}"}, []string{"policies/limits.json:3"}},
 		{"conflicting data", map[string]string{"policies/a.json": `{"x": 1}`, "policies/b.json": `{"x": 2}`}, []string{`key "x" is already set`}},
@@ -129,6 +131,9 @@ exception contains {"rules": [""], "reason": "incident 42"} if input.commit.sha 
 	}
 	if !strings.HasPrefix(e.Revision(), "sha256:") {
 		t.Errorf("revision %q is not a content digest", e.Revision())
+	}
+	if d, err := mustLoad(t, map[string]string{"README.md": "no policies here"}).Evaluate(context.Background(), in); err != nil || !d.Allowed() {
+		t.Errorf("a repository without policies: %+v, %v", d, err)
 	}
 	if r := mustLoad(t, map[string]string{"policies/scale.rego": minTwo}, WithRevision("abc123")).Revision(); r != "abc123" {
 		t.Errorf("WithRevision: got %q", r)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"sync"
+
+	"github.com/bosun-gitops/bosun/policy/signing"
 )
 
 // Gate holds the policies of the last accepted revision, so that a commit is always judged
@@ -14,10 +16,20 @@ import (
 // When the director's config names a separate trusted ref or repository for policies,
 // the reconciler calls Set whenever that ref moves and passes nil as Judge's proposed tree.
 type Gate struct {
-	dir  string
-	opts []Option
-	mu   sync.RWMutex
-	cur  *Engine
+	dir      string
+	opts     []Option
+	verifier *signing.Verifier
+	required bool
+	mu       sync.RWMutex
+	cur      *Engine
+}
+
+// VerifySignatures makes the gate check every commit's signature against the trusted keys
+// of the director's config (never the repository's) and show the outcome to policies as
+// input.commit.signature. When required, a commit not validly signed by one of those keys
+// is rejected like a policy denial. Call before the gate is used.
+func (g *Gate) VerifySignatures(v *signing.Verifier, required bool) {
+	g.verifier, g.required = v, required
 }
 
 // NewGate returns a gate judging with e (nil when no revision was accepted yet: the first
@@ -57,6 +69,14 @@ func (g *Gate) Judge(ctx context.Context, in Input, proposed fs.FS) (Verdict, er
 	if proposed != nil {
 		next, loadErr = Load(ctx, proposed, g.dir, g.opts...)
 	}
+	var unsigned *Message
+	if g.verifier != nil {
+		r := g.verifier.Verify(in.Commit.Payload, in.Commit.ArmoredSignature)
+		in.Commit.Signature = Signature{Status: string(r.Status), Signer: r.Signer, Type: r.Type}
+		if g.required && r.Status != signing.Valid {
+			unsigned = &Message{Rule: "bosun.signature", Msg: signatureProblem(in.Commit.SHA, r)}
+		}
+	}
 	judge := g.Engine()
 	if judge == nil {
 		if next == nil {
@@ -68,6 +88,9 @@ func (g *Gate) Judge(ctx context.Context, in Input, proposed fs.FS) (Verdict, er
 		judge = next
 	}
 	d, err := judge.Evaluate(ctx, in)
+	if unsigned != nil {
+		d.Denies = append(d.Denies, *unsigned)
+	}
 	if loadErr != nil {
 		d.Denies = append(d.Denies, Message{Rule: "bosun.policies_load", Msg: "the policies in this commit do not load, so it is rejected: " + loadErr.Error()})
 		return Verdict{Decision: d}, loadErr
@@ -82,6 +105,17 @@ func (g *Gate) Accept(v Verdict) {
 		return
 	}
 	g.Set(v.next)
+}
+
+func signatureProblem(sha string, r signing.Result) string {
+	const want = "; the director accepts only commits signed by a key in its config"
+	switch r.Status {
+	case signing.Unsigned:
+		return fmt.Sprintf("commit %s is not signed%s", sha, want)
+	case signing.Untrusted:
+		return fmt.Sprintf("commit %s is signed by %s key %s, which is not trusted%s", sha, r.Type, r.Signer, want)
+	}
+	return fmt.Sprintf("commit %s has a %s signature that does not verify%s", sha, r.Type, want)
 }
 
 func rejected(revision string, err error) Decision {

@@ -28,6 +28,11 @@ type Commit struct {
 	// Evaluate parses them from Message.
 	Trailers  map[string][]string
 	Signature Signature
+	// Payload is the commit object as git encodes it without its gpgsig header, and
+	// ArmoredSignature that header (go-git: EncodeWithoutSignature, PGPSignature). A Gate
+	// with trusted keys verifies them and sets Signature; policies never see them.
+	Payload          []byte
+	ArmoredSignature string
 }
 
 // Person is a commit's author or committer.

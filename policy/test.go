@@ -36,7 +36,7 @@ func RunTests(ctx context.Context, fsys fs.FS, dir string) ([]TestResult, error)
 		f.modules[p] = m
 	}
 	ch, err := tester.NewRunner().
-		SetCompiler(ast.NewCompiler().WithCapabilities(capabilities()).WithDefaultRegoVersion(ast.RegoV1)).
+		SetCompiler(ast.NewCompiler().WithCapabilities(capabilities()).WithDefaultRegoVersion(ast.RegoV1).WithSchemas(schemas())).
 		SetStore(inmem.NewFromObjectWithOpts(f.data, inmem.OptRoundTripOnWrite(false))).
 		SetTimeout(DefaultTimeout).
 		RaiseBuiltinErrors(true).

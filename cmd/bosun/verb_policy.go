@@ -36,8 +36,11 @@ func runPolicy(ctx context.Context, c *cli, args []string) error {
 		return usageError("want at most one directory, got %d arguments", len(rest))
 	}
 	abs, err := filepath.Abs(dir)
+	if err == nil {
+		_, err = os.Stat(abs)
+	}
 	if err != nil {
-		return fmt.Errorf("policy test: %w", err)
+		return fmt.Errorf("read policy directory: %w", err)
 	}
 	// Errors name files relative to the parent, as the operator typed the directory.
 	results, err := policy.RunTests(ctx, os.DirFS(filepath.Dir(abs)), filepath.Base(abs))
