@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	for _, b := range [][2]string{{"bosun-agent", "../cmd/bosun-agent"}, {"httpd", "./testdata/httpd"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b[0]), b[1])
+		cmd := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", filepath.Join(dir, b[0]), b[1])...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build", b[0], err)
@@ -176,6 +176,9 @@ func (d *director) runAgent(t *testing.T, id, root string, disks map[string]stri
 			t.Errorf("agent did not exit on SIGTERM")
 		}
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the whole session, as delete_vm does
+		if strings.Contains(stderr.String(), "DATA RACE") {
+			t.Errorf("the agent binary raced")
+		}
 		if t.Failed() {
 			t.Logf("agent %s stderr:\n%s", id, stderr.String())
 		}

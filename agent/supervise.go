@@ -39,14 +39,15 @@ type supervisor struct {
 	log         *slog.Logger
 	stableAfter time.Duration
 	logMax      int64
-	alert       func(protocol.Alert)
+	// alert reports a failed process: its name and what happened.
+	alert func(process, summary string)
 
 	mu      sync.Mutex
 	procs   []*proc
 	started bool
 }
 
-func newSupervisor(p paths, log *slog.Logger, stableAfter time.Duration, logMax int64, alert func(protocol.Alert)) *supervisor {
+func newSupervisor(p paths, log *slog.Logger, stableAfter time.Duration, logMax int64, alert func(process, summary string)) *supervisor {
 	if stableAfter <= 0 {
 		stableAfter = 5 * time.Second
 	}
@@ -172,13 +173,7 @@ func (s *supervisor) run(ctx context.Context, p *proc) {
 			}
 		})
 		log.Warn("process failed; restarting", "err", err, "restarts", crashes, "backoff", backoff)
-		s.alert(protocol.Alert{
-			ID:        newID(),
-			Severity:  protocol.SeverityAlert,
-			Title:     fmt.Sprintf("%s () - does not exist - restart", p.spec.Name),
-			Summary:   fmt.Sprintf("job %s process %s %v (restart %d in %s); log tail:\n%s", p.job, p.spec.Name, err, crashes, backoff, tail),
-			CreatedAt: time.Now().Unix(),
-		})
+		s.alert(p.spec.Name, fmt.Sprintf("job %s process %s %v (restart %d in %s); log tail:\n%s", p.job, p.spec.Name, err, crashes, backoff, tail))
 		select {
 		case <-ctx.Done():
 			p.set(func() { p.state = protocol.JobStopped })

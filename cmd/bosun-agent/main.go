@@ -80,7 +80,7 @@ func run() error {
 		return fmt.Errorf("connect to mbus: %w", err)
 	}
 	defer nc.Close()
-	a, err := agent.New(s, conn{nc}, agent.Options{Root: *root, SettingsPath: *settingsPath, HeartbeatInterval: *heartbeat, Log: log})
+	a, err := agent.New(s, conn{nc}, agent.Options{Root: *root, HeartbeatInterval: *heartbeat, Log: log})
 	if err != nil {
 		return err
 	}
