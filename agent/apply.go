@@ -309,7 +309,33 @@ func (a *Agent) apply(ctx context.Context, args []json.RawMessage) (any, error) 
 	a.specMu.Lock()
 	a.spec = spec
 	a.specMu.Unlock()
+	if len(spec.Job.Templates) > 0 || len(spec.Packages) > 0 {
+		a.removeUnused(pkgLinks, jobLinks)
+	}
 	return "applied", nil
+}
+
+// removeUnused deletes package versions and rendered templates the applied spec no longer
+// uses, so a long-lived VM does not fill its ephemeral disk one deploy at a time.
+// Directories being compiled or unpacked are left alone.
+func (a *Agent) removeUnused(pkgLinks, jobLinks map[string]string) {
+	used := map[string]bool{}
+	for _, dir := range pkgLinks {
+		used[dir] = true
+	}
+	for _, dir := range jobLinks {
+		used[filepath.Dir(dir)] = true
+	}
+	candidates, _ := filepath.Glob(filepath.Join(a.paths.dataDir("packages"), "*", "*"))
+	rendered, _ := filepath.Glob(filepath.Join(a.paths.dataDir("jobs"), ".rendered", "*"))
+	for _, dir := range append(candidates, rendered...) {
+		if used[dir] || strings.HasSuffix(dir, ".compiling") || strings.HasSuffix(dir, ".partial") {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			a.log.Warn("unused package or templates not removed", "dir", dir, "err", err)
+		}
+	}
 }
 
 // relink makes dir hold exactly the given name → target symlinks, each swapped atomically.
