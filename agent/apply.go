@@ -302,6 +302,7 @@ func (a *Agent) apply(ctx context.Context, args []json.RawMessage) (any, error) 
 			return nil, fmt.Errorf("apply: link jobs: %w", err)
 		}
 	}
+	spec = withoutCredentials(spec)
 	b, _ := json.MarshalIndent(spec, "", "  ")
 	if err := writeFileAtomic(a.paths.specFile(), b); err != nil {
 		return nil, fmt.Errorf("apply: %w", err)
@@ -313,6 +314,30 @@ func (a *Agent) apply(ctx context.Context, args []json.RawMessage) (any, error) 
 		a.removeUnused(pkgLinks, jobLinks)
 	}
 	return "applied", nil
+}
+
+// withoutCredentials drops signed URLs and blobstore headers: they are credentials, and
+// the stored spec is echoed by get_state.
+func withoutCredentials(spec protocol.ApplySpec) protocol.ApplySpec {
+	strip := func(r protocol.BlobRef) protocol.BlobRef {
+		r.SignedURL, r.BlobstoreHeaders = "", nil
+		return r
+	}
+	pkgs := make(map[string]protocol.PackageSpec, len(spec.Packages))
+	for k, p := range spec.Packages {
+		p.BlobRef = strip(p.BlobRef)
+		pkgs[k] = p
+	}
+	spec.Packages = pkgs
+	spec.Job.Templates = append([]protocol.JobTemplate(nil), spec.Job.Templates...)
+	for i := range spec.Job.Templates {
+		spec.Job.Templates[i].BlobRef = strip(spec.Job.Templates[i].BlobRef)
+	}
+	if spec.RenderedTemplatesArchive != nil {
+		r := strip(*spec.RenderedTemplatesArchive)
+		spec.RenderedTemplatesArchive = &r
+	}
+	return spec
 }
 
 // removeUnused deletes package versions and rendered templates the applied spec no longer

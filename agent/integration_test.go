@@ -406,6 +406,9 @@ func TestAgentJourney(t *testing.T) {
 		t.Fatalf("prepare with a tampered blob: %v", err)
 	}
 	full, err := d.client.GetState(ctx, id, true)
+	if raw, _ := json.Marshal(full); strings.Contains(string(raw), "sig=") {
+		t.Fatalf("get_state echoes signed URLs: %s", raw)
+	}
 	if err != nil || full.Vitals == nil || full.Vitals.Disk["ephemeral"].Percent == "" || full.Processes[0].Mem == nil {
 		t.Fatalf("full state = %+v, %v", full, err)
 	}
