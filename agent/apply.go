@@ -429,7 +429,7 @@ func (a *Agent) start(ctx context.Context, _ []json.RawMessage) (any, error) {
 		}
 		jobs = append(jobs, jobProcs{job: name, procs: procs})
 	}
-	if err := a.sup.start(ctx, jobs, a.processEnv()); err != nil {
+	if err := a.sup.start(ctx, jobs, a.processEnv(), installedVersion(a.currentSpec())); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
 	// Remembered so that a restarted agent starts the jobs again, as monit would keep them.
@@ -447,6 +447,18 @@ func (a *Agent) stop(ctx context.Context, _ []json.RawMessage) (any, error) {
 		return nil, fmt.Errorf("stop: %w", err)
 	}
 	return "stopped", nil
+}
+
+// installedVersion names what an applied spec installs for its processes.
+func installedVersion(spec protocol.ApplySpec) string {
+	var b strings.Builder
+	if r := spec.RenderedTemplatesArchive; r != nil {
+		b.WriteString(r.SHA1 + r.BlobstoreID)
+	}
+	for _, name := range sortedKeys(spec.Packages) {
+		b.WriteString(" " + name + "/" + spec.Packages[name].Version)
+	}
+	return b.String()
 }
 
 func (a *Agent) startedMarker() string { return filepath.Join(a.paths.boshDir(), "jobs_started") }

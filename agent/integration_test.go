@@ -448,8 +448,25 @@ func TestAgentJourney(t *testing.T) {
 		return err
 	})
 
+	// A new rendering under the same bpm.yml, applied and started without a stop,
+	// restarts the process on the new configuration.
+	second := spec("hello from rendered-property-43", "h1b")
+	if err := d.client.Apply(ctx, id, second); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.client.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "new configuration served", func() error {
+		body, err := httpGet(addr)
+		if err == nil && !strings.Contains(body, "rendered-property-43") {
+			return fmt.Errorf("still %q", body)
+		}
+		return err
+	})
+
 	// Drain for an update: dynamic drain (-1, then 0) is followed by the agent.
-	next := first
+	next := second
 	next.ConfigurationHash = "h2"
 	if n, err := d.client.Drain(ctx, id, "update", &next); err != nil || n != 0 {
 		t.Fatalf("drain = %d, %v", n, err)

@@ -61,8 +61,11 @@ type proc struct {
 	job  string
 	spec procSpec
 	env  []string
-	stop context.CancelFunc
-	done chan struct{}
+	// installed identifies what the process runs (rendered templates and packages), so
+	// that a new configuration under an unchanged bpm.yml still restarts it.
+	installed string
+	stop      context.CancelFunc
+	done      chan struct{}
 
 	mu        sync.Mutex
 	state     string
@@ -74,7 +77,7 @@ type proc struct {
 
 // start runs the given processes; ones already running unchanged are kept, others are
 // stopped first.
-func (s *supervisor) start(ctx context.Context, jobs []jobProcs, env []string) error {
+func (s *supervisor) start(ctx context.Context, jobs []jobProcs, env []string, installed string) error {
 	s.mu.Lock()
 	old := s.procs
 	s.mu.Unlock()
@@ -83,7 +86,7 @@ func (s *supervisor) start(ctx context.Context, jobs []jobProcs, env []string) e
 		for _, spec := range j.procs {
 			var found *proc
 			for _, o := range old {
-				if o.job == j.job && reflect.DeepEqual(o.spec, spec) && reflect.DeepEqual(o.env, env) {
+				if o.job == j.job && o.installed == installed && reflect.DeepEqual(o.spec, spec) && reflect.DeepEqual(o.env, env) {
 					found = o
 				}
 			}
@@ -92,7 +95,7 @@ func (s *supervisor) start(ctx context.Context, jobs []jobProcs, env []string) e
 				next = append(next, found)
 				continue
 			}
-			next = append(next, &proc{job: j.job, spec: spec, env: env, state: protocol.JobStarting})
+			next = append(next, &proc{job: j.job, spec: spec, env: env, installed: installed, state: protocol.JobStarting})
 		}
 	}
 	for _, o := range old {

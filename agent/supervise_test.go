@@ -76,7 +76,7 @@ esac
 		mu.Unlock()
 	})
 	ctx := context.Background()
-	if err := s.start(ctx, []jobProcs{{job: "svc", procs: procs}}, nil); err != nil {
+	if err := s.start(ctx, []jobProcs{{job: "svc", procs: procs}}, nil, "v1"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "both running", func() bool { st, n := s.state(); return st == protocol.JobRunning && n == 2 })
