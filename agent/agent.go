@@ -46,7 +46,11 @@ type Agent struct {
 	vitals   *vitalsSampler
 
 	// jobsMu serialises actions that change installed jobs or their processes.
-	jobsMu     sync.Mutex
+	jobsMu sync.Mutex
+	// installMu serialises unpacking into data/, compileMu compilations (they share
+	// packages/ links for dependencies).
+	installMu  sync.Mutex
+	compileMu  sync.Mutex
 	settingsMu sync.Mutex
 	specMu     sync.Mutex
 	spec       protocol.ApplySpec

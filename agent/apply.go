@@ -166,6 +166,8 @@ func extract(tarball, dir string) error {
 // installBlob fetches a tarball and unpacks it into dir unless dir is already complete,
 // so prepare then apply downloads once.
 func (a *Agent) installBlob(ctx context.Context, what string, ref protocol.BlobRef, dir string) error {
+	a.installMu.Lock()
+	defer a.installMu.Unlock()
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
