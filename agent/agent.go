@@ -27,8 +27,6 @@ const maxReply = 1 << 20
 type Options struct {
 	// Root is the directory BOSH's /var/vcap lives beneath ("/" on a real VM).
 	Root string
-	// SettingsPath is where settings were read; update_settings writes beside it.
-	SettingsPath string
 	// HeartbeatInterval overrides settings' env.bosun.heartbeat_interval.
 	HeartbeatInterval time.Duration
 	Log               *slog.Logger
@@ -48,7 +46,11 @@ type Agent struct {
 	vitals   *vitalsSampler
 
 	// jobsMu serialises actions that change installed jobs or their processes.
-	jobsMu     sync.Mutex
+	jobsMu sync.Mutex
+	// installMu serialises unpacking into data/, compileMu compilations (they share
+	// packages/ links for dependencies).
+	installMu  sync.Mutex
+	compileMu  sync.Mutex
 	settingsMu sync.Mutex
 	specMu     sync.Mutex
 	spec       protocol.ApplySpec
@@ -151,8 +153,16 @@ func (a *Agent) heartbeat() []byte {
 	return b
 }
 
-func (a *Agent) alert(al protocol.Alert) {
-	al.Title = strings.Replace(al.Title, "()", "("+a.settings.IP()+")", 1)
+// alert publishes BOSH's alert for a process that died (monit's "does not exist" event,
+// which BOSH rates severity 1).
+func (a *Agent) alert(process, summary string) {
+	al := protocol.Alert{
+		ID:        newID(),
+		Severity:  protocol.SeverityAlert,
+		Title:     fmt.Sprintf("%s (%s) - does not exist - restart", process, a.settings.IP()),
+		Summary:   summary,
+		CreatedAt: time.Now().Unix(),
+	}
 	b, _ := json.Marshal(al)
 	if err := a.t.Publish(protocol.AlertSubject(a.settings.AgentID), b); err != nil {
 		a.log.Warn("alert not sent", "title", al.Title, "err", err)
@@ -262,10 +272,11 @@ type tasks struct {
 }
 
 type task struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	value  any
-	err    error
+	finished time.Time // zero while running
+	cancel   context.CancelFunc
+	done     chan struct{}
+	value    any
+	err      error
 }
 
 func newTasks() *tasks { return &tasks{m: map[string]*task{}} }
@@ -275,10 +286,18 @@ func (ts *tasks) start(ctx context.Context, method string, f func(context.Contex
 	id := newID()
 	t := &task{cancel: cancel, done: make(chan struct{})}
 	ts.mu.Lock()
+	// Results are kept long enough for any director to collect them, then forgotten so a
+	// long-lived agent does not grow.
+	for old, ot := range ts.m {
+		if !ot.finished.IsZero() && time.Since(ot.finished) > time.Hour {
+			delete(ts.m, old)
+		}
+	}
 	ts.m[id] = t
 	ts.mu.Unlock()
 	go func() {
 		defer close(t.done)
+		defer func() { ts.mu.Lock(); t.finished = time.Now(); ts.mu.Unlock() }()
 		defer cancel()
 		defer func() {
 			if r := recover(); r != nil {

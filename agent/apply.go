@@ -166,6 +166,8 @@ func extract(tarball, dir string) error {
 // installBlob fetches a tarball and unpacks it into dir unless dir is already complete,
 // so prepare then apply downloads once.
 func (a *Agent) installBlob(ctx context.Context, what string, ref protocol.BlobRef, dir string) error {
+	a.installMu.Lock()
+	defer a.installMu.Unlock()
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
@@ -302,6 +304,7 @@ func (a *Agent) apply(ctx context.Context, args []json.RawMessage) (any, error) 
 			return nil, fmt.Errorf("apply: link jobs: %w", err)
 		}
 	}
+	spec = withoutCredentials(spec)
 	b, _ := json.MarshalIndent(spec, "", "  ")
 	if err := writeFileAtomic(a.paths.specFile(), b); err != nil {
 		return nil, fmt.Errorf("apply: %w", err)
@@ -309,7 +312,57 @@ func (a *Agent) apply(ctx context.Context, args []json.RawMessage) (any, error) 
 	a.specMu.Lock()
 	a.spec = spec
 	a.specMu.Unlock()
+	if len(spec.Job.Templates) > 0 || len(spec.Packages) > 0 {
+		a.removeUnused(pkgLinks, jobLinks)
+	}
 	return "applied", nil
+}
+
+// withoutCredentials drops signed URLs and blobstore headers: they are credentials, and
+// the stored spec is echoed by get_state.
+func withoutCredentials(spec protocol.ApplySpec) protocol.ApplySpec {
+	strip := func(r protocol.BlobRef) protocol.BlobRef {
+		r.SignedURL, r.BlobstoreHeaders = "", nil
+		return r
+	}
+	pkgs := make(map[string]protocol.PackageSpec, len(spec.Packages))
+	for k, p := range spec.Packages {
+		p.BlobRef = strip(p.BlobRef)
+		pkgs[k] = p
+	}
+	spec.Packages = pkgs
+	spec.Job.Templates = append([]protocol.JobTemplate(nil), spec.Job.Templates...)
+	for i := range spec.Job.Templates {
+		spec.Job.Templates[i].BlobRef = strip(spec.Job.Templates[i].BlobRef)
+	}
+	if spec.RenderedTemplatesArchive != nil {
+		r := strip(*spec.RenderedTemplatesArchive)
+		spec.RenderedTemplatesArchive = &r
+	}
+	return spec
+}
+
+// removeUnused deletes package versions and rendered templates the applied spec no longer
+// uses, so a long-lived VM does not fill its ephemeral disk one deploy at a time.
+// Directories being compiled or unpacked are left alone.
+func (a *Agent) removeUnused(pkgLinks, jobLinks map[string]string) {
+	used := map[string]bool{}
+	for _, dir := range pkgLinks {
+		used[dir] = true
+	}
+	for _, dir := range jobLinks {
+		used[filepath.Dir(dir)] = true
+	}
+	candidates, _ := filepath.Glob(filepath.Join(a.paths.dataDir("packages"), "*", "*"))
+	rendered, _ := filepath.Glob(filepath.Join(a.paths.dataDir("jobs"), ".rendered", "*"))
+	for _, dir := range append(candidates, rendered...) {
+		if used[dir] || strings.HasSuffix(dir, ".compiling") || strings.HasSuffix(dir, ".partial") {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			a.log.Warn("unused package or templates not removed", "dir", dir, "err", err)
+		}
+	}
 }
 
 // relink makes dir hold exactly the given name → target symlinks, each swapped atomically.
@@ -378,7 +431,7 @@ func (a *Agent) start(ctx context.Context, _ []json.RawMessage) (any, error) {
 		}
 		jobs = append(jobs, jobProcs{job: name, procs: procs})
 	}
-	if err := a.sup.start(ctx, jobs, a.processEnv()); err != nil {
+	if err := a.sup.start(ctx, jobs, a.processEnv(), installedVersion(a.currentSpec())); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
 	// Remembered so that a restarted agent starts the jobs again, as monit would keep them.
@@ -396,6 +449,18 @@ func (a *Agent) stop(ctx context.Context, _ []json.RawMessage) (any, error) {
 		return nil, fmt.Errorf("stop: %w", err)
 	}
 	return "stopped", nil
+}
+
+// installedVersion names what an applied spec installs for its processes.
+func installedVersion(spec protocol.ApplySpec) string {
+	var b strings.Builder
+	if r := spec.RenderedTemplatesArchive; r != nil {
+		b.WriteString(r.SHA1 + r.BlobstoreID)
+	}
+	for _, name := range sortedKeys(spec.Packages) {
+		b.WriteString(" " + name + "/" + spec.Packages[name].Version)
+	}
+	return b.String()
 }
 
 func (a *Agent) startedMarker() string { return filepath.Join(a.paths.boshDir(), "jobs_started") }

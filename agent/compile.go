@@ -50,6 +50,8 @@ func (a *Agent) compilePackageWithSignedURL(ctx context.Context, args []json.Raw
 // compile runs a source package's packaging script with its dependencies installed under
 // packages/, then uploads the installed result as a gzipped tarball.
 func (a *Agent) compile(ctx context.Context, name, version string, src protocol.BlobRef, deps map[string]protocol.CompileDependency, uploadURL string, headers map[string]string) (protocol.CompileResult, error) {
+	a.compileMu.Lock()
+	defer a.compileMu.Unlock()
 	var res protocol.CompileResult
 	what := fmt.Sprintf("compile package %s/%s", name, version)
 	if !validToken(name) || !validToken(version) {

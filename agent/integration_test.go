@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	for _, b := range [][2]string{{"bosun-agent", "../cmd/bosun-agent"}, {"httpd", "./testdata/httpd"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b[0]), b[1])
+		cmd := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", filepath.Join(dir, b[0]), b[1])...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build", b[0], err)
@@ -176,6 +176,9 @@ func (d *director) runAgent(t *testing.T, id, root string, disks map[string]stri
 			t.Errorf("agent did not exit on SIGTERM")
 		}
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the whole session, as delete_vm does
+		if strings.Contains(stderr.String(), "DATA RACE") {
+			t.Errorf("the agent binary raced")
+		}
 		if t.Failed() {
 			t.Logf("agent %s stderr:\n%s", id, stderr.String())
 		}
@@ -403,6 +406,9 @@ func TestAgentJourney(t *testing.T) {
 		t.Fatalf("prepare with a tampered blob: %v", err)
 	}
 	full, err := d.client.GetState(ctx, id, true)
+	if raw, _ := json.Marshal(full); strings.Contains(string(raw), "sig=") {
+		t.Fatalf("get_state echoes signed URLs: %s", raw)
+	}
 	if err != nil || full.Vitals == nil || full.Vitals.Disk["ephemeral"].Percent == "" || full.Processes[0].Mem == nil {
 		t.Fatalf("full state = %+v, %v", full, err)
 	}
@@ -442,8 +448,25 @@ func TestAgentJourney(t *testing.T) {
 		return err
 	})
 
+	// A new rendering under the same bpm.yml, applied and started without a stop,
+	// restarts the process on the new configuration.
+	second := spec("hello from rendered-property-43", "h1b")
+	if err := d.client.Apply(ctx, id, second); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.client.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "new configuration served", func() error {
+		body, err := httpGet(addr)
+		if err == nil && !strings.Contains(body, "rendered-property-43") {
+			return fmt.Errorf("still %q", body)
+		}
+		return err
+	})
+
 	// Drain for an update: dynamic drain (-1, then 0) is followed by the agent.
-	next := first
+	next := second
 	next.ConfigurationHash = "h2"
 	if n, err := d.client.Drain(ctx, id, "update", &next); err != nil || n != 0 {
 		t.Fatalf("drain = %d, %v", n, err)

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -226,4 +227,32 @@ func TestMatchLogFilter(t *testing.T) {
 			t.Errorf("matchLogFilter(%v, %s) = %v", tc.filters, tc.path, got)
 		}
 	}
+}
+
+type nopTransport struct{}
+
+func (nopTransport) Publish(string, []byte) error { return nil }
+func (nopTransport) Subscribe(string, func(string, []byte)) (func() error, error) {
+	return func() error { return nil }, nil
+}
+
+// FuzzSyncMethods feeds arbitrary arguments to the methods answered inline; none may
+// panic, and bad arguments are bad_arguments errors.
+func FuzzSyncMethods(f *testing.F) {
+	f.Add("get_state", `"full"`)
+	f.Add("get_task", `"no-such-task"`)
+	f.Add("cancel_task", `42`)
+	f.Add("ping", `{}`)
+	a, err := New(Settings{AgentID: "a", Mbus: "x"}, nopTransport{}, Options{Root: f.TempDir()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, method, arg string) {
+		switch method {
+		case "ping", "info", "get_state", "get_task", "cancel_task":
+		default:
+			return
+		}
+		a.dispatch(t.Context(), method, []json.RawMessage{json.RawMessage(arg)})
+	})
 }

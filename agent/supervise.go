@@ -39,14 +39,15 @@ type supervisor struct {
 	log         *slog.Logger
 	stableAfter time.Duration
 	logMax      int64
-	alert       func(protocol.Alert)
+	// alert reports a failed process: its name and what happened.
+	alert func(process, summary string)
 
 	mu      sync.Mutex
 	procs   []*proc
 	started bool
 }
 
-func newSupervisor(p paths, log *slog.Logger, stableAfter time.Duration, logMax int64, alert func(protocol.Alert)) *supervisor {
+func newSupervisor(p paths, log *slog.Logger, stableAfter time.Duration, logMax int64, alert func(process, summary string)) *supervisor {
 	if stableAfter <= 0 {
 		stableAfter = 5 * time.Second
 	}
@@ -60,8 +61,11 @@ type proc struct {
 	job  string
 	spec procSpec
 	env  []string
-	stop context.CancelFunc
-	done chan struct{}
+	// installed identifies what the process runs (rendered templates and packages), so
+	// that a new configuration under an unchanged bpm.yml still restarts it.
+	installed string
+	stop      context.CancelFunc
+	done      chan struct{}
 
 	mu        sync.Mutex
 	state     string
@@ -73,7 +77,7 @@ type proc struct {
 
 // start runs the given processes; ones already running unchanged are kept, others are
 // stopped first.
-func (s *supervisor) start(ctx context.Context, jobs []jobProcs, env []string) error {
+func (s *supervisor) start(ctx context.Context, jobs []jobProcs, env []string, installed string) error {
 	s.mu.Lock()
 	old := s.procs
 	s.mu.Unlock()
@@ -82,7 +86,7 @@ func (s *supervisor) start(ctx context.Context, jobs []jobProcs, env []string) e
 		for _, spec := range j.procs {
 			var found *proc
 			for _, o := range old {
-				if o.job == j.job && reflect.DeepEqual(o.spec, spec) && reflect.DeepEqual(o.env, env) {
+				if o.job == j.job && o.installed == installed && reflect.DeepEqual(o.spec, spec) && reflect.DeepEqual(o.env, env) {
 					found = o
 				}
 			}
@@ -91,7 +95,7 @@ func (s *supervisor) start(ctx context.Context, jobs []jobProcs, env []string) e
 				next = append(next, found)
 				continue
 			}
-			next = append(next, &proc{job: j.job, spec: spec, env: env, state: protocol.JobStarting})
+			next = append(next, &proc{job: j.job, spec: spec, env: env, installed: installed, state: protocol.JobStarting})
 		}
 	}
 	for _, o := range old {
@@ -172,13 +176,7 @@ func (s *supervisor) run(ctx context.Context, p *proc) {
 			}
 		})
 		log.Warn("process failed; restarting", "err", err, "restarts", crashes, "backoff", backoff)
-		s.alert(protocol.Alert{
-			ID:        newID(),
-			Severity:  protocol.SeverityAlert,
-			Title:     fmt.Sprintf("%s () - does not exist - restart", p.spec.Name),
-			Summary:   fmt.Sprintf("job %s process %s %v (restart %d in %s); log tail:\n%s", p.job, p.spec.Name, err, crashes, backoff, tail),
-			CreatedAt: time.Now().Unix(),
-		})
+		s.alert(p.spec.Name, fmt.Sprintf("job %s process %s %v (restart %d in %s); log tail:\n%s", p.job, p.spec.Name, err, crashes, backoff, tail))
 		select {
 		case <-ctx.Done():
 			p.set(func() { p.state = protocol.JobStopped })

@@ -68,14 +68,15 @@ esac
 	procs := append(monit, procSpec{Name: "tree", Executable: "/var/vcap/jobs/svc/bin/tree"})
 
 	var mu sync.Mutex
-	var alerts []protocol.Alert
-	s := newSupervisor(p, slog.New(slog.DiscardHandler), 200*time.Millisecond, 0, func(a protocol.Alert) {
+	type alert struct{ process, summary string }
+	var alerts []alert
+	s := newSupervisor(p, slog.New(slog.DiscardHandler), 200*time.Millisecond, 0, func(process, summary string) {
 		mu.Lock()
-		alerts = append(alerts, a)
+		alerts = append(alerts, alert{process, summary})
 		mu.Unlock()
 	})
 	ctx := context.Background()
-	if err := s.start(ctx, []jobProcs{{job: "svc", procs: procs}}, nil); err != nil {
+	if err := s.start(ctx, []jobProcs{{job: "svc", procs: procs}}, nil, "v1"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "both running", func() bool { st, n := s.state(); return st == protocol.JobRunning && n == 2 })
@@ -101,7 +102,7 @@ esac
 		st, _ := s.state()
 		return d != daemon && alive(d) && st == protocol.JobRunning
 	})
-	if !strings.Contains(alerts[0].Title, "daemon") || !strings.Contains(alerts[0].Summary, "job svc") {
+	if alerts[0].process != "daemon" || !strings.Contains(alerts[0].summary, "job svc") {
 		t.Fatalf("alert %+v", alerts[0])
 	}
 	daemon = readPID(t, filepath.Join(p.sysRun(), "daemon.pid"))
@@ -122,7 +123,7 @@ esac
 // TestReapLeftovers: process groups recorded by a previous agent are ended.
 func TestReapLeftovers(t *testing.T) {
 	p := paths{t.TempDir()}
-	s := newSupervisor(p, slog.New(slog.DiscardHandler), 0, 0, func(protocol.Alert) {})
+	s := newSupervisor(p, slog.New(slog.DiscardHandler), 0, 0, func(string, string) {})
 	pr := &proc{job: "j", spec: procSpec{Name: "x"}}
 	cmdline := []string{"/bin/sh", "-c", "sleep 1000"}
 	attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Setpgid: true}}

@@ -80,7 +80,7 @@ func run() error {
 		return fmt.Errorf("connect to mbus: %w", err)
 	}
 	defer nc.Close()
-	a, err := agent.New(s, conn{nc}, agent.Options{Root: *root, SettingsPath: *settingsPath, HeartbeatInterval: *heartbeat, Log: log})
+	a, err := agent.New(s, conn{nc}, agent.Options{Root: *root, HeartbeatInterval: *heartbeat, Log: log})
 	if err != nil {
 		return err
 	}
@@ -137,9 +137,13 @@ func (c conn) Subscribe(subject string, handle func(string, []byte)) (func() err
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
 	}
-	if err := c.nc.Flush(); err != nil {
-		sub.Unsubscribe()
-		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
+	// Before the first connection (the bus may come up after the VM) the subscription is
+	// kept and sent once connected; otherwise flush so it is in place on return.
+	if c.nc.IsConnected() {
+		if err := c.nc.Flush(); err != nil {
+			sub.Unsubscribe()
+			return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
+		}
 	}
 	return sub.Unsubscribe, nil
 }
