@@ -8,10 +8,9 @@ import (
 )
 
 func mustParse(t testing.TB, s string) *Node {
-	t.Helper()
 	n, err := Parse("doc.yml", []byte(s))
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
 	return n
 }

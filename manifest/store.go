@@ -84,7 +84,7 @@ func (s *Store) prepare(defs []VarDef, static StaticVars) {
 		}
 		switch d.Type {
 		case "certificate":
-			names, bits = append(names, d.Name), append(bits, certKeyBits)
+			names, bits = append(names, d.Name), append(bits, keyBits(d))
 		case "rsa", "ssh":
 			names, bits = append(names, d.Name), append(bits, 2048)
 		}
