@@ -68,11 +68,18 @@ func (d *dec) str(n *Node, path, key string, required bool) string {
 		if v.Kind == ScalarNode {
 			return x
 		}
-	case int, int64, uint64, float64:
-		// BOSH accepts numbers where it expects strings (versions such as 1.5).
+	case int, int64, uint64:
+		// BOSH accepts numbers where it expects strings (versions such as 315).
 		if v.Kind == ScalarNode {
 			return fmt.Sprint(x)
 		}
+	case float64:
+		// Ruby prints 1.0 as "1.0": keep the version an operator wrote.
+		f := strconv.FormatFloat(x, 'g', -1, 64)
+		if !strings.ContainsAny(f, ".eEIN") {
+			f += ".0"
+		}
+		return f
 	}
 	d.fail(v, join(path, key), "expected a string, found %s", kindName(v))
 	return ""
@@ -183,7 +190,9 @@ func itemPath(path string, i int, item *Node) string {
 // IPRange is an inclusive range of addresses.
 type IPRange struct{ First, Last netip.Addr }
 
-func (r IPRange) Contains(a netip.Addr) bool { return r.First.Compare(a) <= 0 && a.Compare(r.Last) <= 0 }
+func (r IPRange) Contains(a netip.Addr) bool {
+	return r.First.Compare(a) <= 0 && a.Compare(r.Last) <= 0
+}
 
 // ipRanges reads a list of addresses and `a - b` ranges.
 func (d *dec) ipRanges(n *Node, path, key string) []IPRange {

@@ -109,3 +109,25 @@ func Render(doc *Node, o RenderOptions) (*Node, error) {
 	}
 	return doc, nil
 }
+
+// File is a document's name (for error positions) and content, as read from a revision.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// RenderFile parses doc and ops files and renders them with o (whose Ops are appended to).
+func RenderFile(doc File, ops []File, o RenderOptions) (*Node, error) {
+	n, err := Parse(doc.Name, doc.Data)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range ops {
+		parsed, err := ParseOps(f.Name, f.Data)
+		if err != nil {
+			return nil, err
+		}
+		o.Ops = append(o.Ops, parsed...)
+	}
+	return Render(n, o)
+}
