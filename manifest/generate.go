@@ -64,7 +64,11 @@ func generateValue(def VarDef, s *Store) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		return mapOf("username", name, "password", p), nil
+		salt, err := randomString(16)
+		if err != nil {
+			return nil, err
+		}
+		return mapOf("username", name, "password", p, "password_hash", sha512Crypt(p, salt)), nil
 	case "rsa", "ssh":
 		k, err := s.key(def.Name, 2048)
 		if err != nil {

@@ -112,7 +112,7 @@ a: ((kept))
 		}
 		keys[p.Key.Value.(string)] = ks
 	}
-	want := map[string][]string{"kept": nil, "pw": nil, "u": {"password", "username"}, "k": {"private_key", "public_key"},
+	want := map[string][]string{"kept": nil, "pw": nil, "u": {"password", "password_hash", "username"}, "k": {"private_key", "public_key"},
 		"s": {"private_key", "public_key", "public_key_fingerprint"}, "ca": {"ca", "certificate", "private_key"}, "leaf": {"ca", "certificate", "private_key"}}
 	if diff := cmp.Diff(want, keys); diff != "" {
 		t.Errorf("store keys (-want +got):\n%s", diff)

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -145,12 +146,12 @@ func TestAliasBomb(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
 	for i := 1; i < 10; i++ {
-		b.WriteString("a" + itoa(i) + ": &a" + itoa(i) + " [")
+		b.WriteString("a" + strconv.Itoa(i) + ": &a" + strconv.Itoa(i) + " [")
 		for j := 0; j < 10; j++ {
 			if j > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString("*a" + itoa(i-1))
+			b.WriteString("*a" + strconv.Itoa(i-1))
 		}
 		b.WriteString("]\n")
 	}
