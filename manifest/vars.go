@@ -28,6 +28,27 @@ func (s StaticVars) AddVarsFile(path string) error {
 	return nil
 }
 
+// AddVarsEnv sets a variable for every PREFIX_name=value in environ (--vars-env PREFIX);
+// values are read as YAML.
+func (s StaticVars) AddVarsEnv(prefix string, environ []string) error {
+	if prefix == "" {
+		return fmt.Errorf("--vars-env needs a prefix")
+	}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		name, ok := strings.CutPrefix(k, prefix+"_")
+		if !ok || name == "" {
+			continue
+		}
+		n, err := Parse("$"+k, []byte(v))
+		if err != nil {
+			return err
+		}
+		s[name] = n
+	}
+	return nil
+}
+
 // AddVarFile sets name to the whole content of a file (--var-file name=path).
 func (s StaticVars) AddVarFile(arg string) error {
 	name, path, ok := strings.Cut(arg, "=")

@@ -34,6 +34,8 @@ func runInterpolate(ctx context.Context, c *cli, args []string) error {
 	fs.Var(&varsFiles, "l", "YAML file of variables (repeatable; also --vars-file)")
 	fs.Var(&varsFiles, "vars-file", "YAML file of variables (repeatable)")
 	fs.Var(&varFiles, "var-file", "variable name=path whose value is the file's content (repeatable)")
+	var varsEnv multiFlag
+	fs.Var(&varsEnv, "vars-env", "read variables from environment variables PREFIX_name (repeatable)")
 	storePath := fs.String("vars-store", "", "vars store to read and to generate missing declared variables into")
 	path := fs.String("path", "", "print only the value at this go-patch path")
 	varErrs := fs.Bool("var-errs", false, "fail when a variable is missing")
@@ -54,7 +56,12 @@ func runInterpolate(ctx context.Context, c *cli, args []string) error {
 		}
 		o.Path = &p
 	}
-	// BOSH's precedence: -l, then --var-file, then -v; the vars store last.
+	// BOSH's precedence: --vars-env, then -l, then --var-file, then -v; the vars store last.
+	for _, prefix := range varsEnv {
+		if err := o.Static.AddVarsEnv(prefix, os.Environ()); err != nil {
+			return usageError("%v", err)
+		}
+	}
 	for _, f := range varsFiles {
 		if err := o.Static.AddVarsFile(f); err != nil {
 			return err

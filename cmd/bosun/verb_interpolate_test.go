@@ -269,3 +269,14 @@ func TestInterpolateVarSourcesAndPath(t *testing.T) {
 		t.Errorf("--path optional: exit %d, %q", code, stdout)
 	}
 }
+
+func TestInterpolateVarsEnv(t *testing.T) {
+	m := filepath.Join(t.TempDir(), "m.yml")
+	os.WriteFile(m, []byte("a: ((a))\nb: ((b))\n"), 0o644)
+	t.Setenv("BOSUN_TEST_a", "{k: 1}")
+	t.Setenv("BOSUN_TEST_b", "env")
+	stdout, stderr, code := runCLI(t, "int", m, "--vars-env", "BOSUN_TEST", "-v", "b=flag")
+	if want := "a:\n  k: 1\nb: flag\n"; code != 0 || stdout != want {
+		t.Errorf("exit %d, stderr %s\n%s", code, stderr, cmp.Diff(want, stdout))
+	}
+}
