@@ -12,6 +12,9 @@ import (
 // and not reserved, and so on. It reports every problem together, each with its file,
 // line, column and key path.
 func Validate(dep *Deployment, cc *CloudConfig, rc *RuntimeConfig) error {
+	if cc == nil {
+		cc = &CloudConfig{}
+	}
 	v := &validator{dep: dep}
 	v.errs = append(v.errs, ValidateCloudConfig(cc, nil)...)
 	v.deployment(cc)
