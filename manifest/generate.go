@@ -183,12 +183,15 @@ func generateCert(def VarDef, s *Store, mapOf func(...string) *Node) (*Node, err
 	parent, signer := tmpl, key
 	var caPEM string
 	if caName != "" {
-		caVal, found, err := s.Get(VarDef{Name: caName})
-		if err != nil {
-			return nil, err
+		caVal, found := s.static[caName]
+		if !found {
+			var err error
+			if caVal, found, err = s.Get(VarDef{Name: caName}); err != nil {
+				return nil, err
+			}
 		}
 		if !found {
-			return nil, fmt.Errorf("its signing CA %q is neither in the vars store nor declared before it", caName)
+			return nil, fmt.Errorf("its signing CA %q is not given, not in the vars store and not declared before it", caName)
 		}
 		caCertPEM, _ := caVal.Get("certificate").scalarString()
 		caKeyPEM, _ := caVal.Get("private_key").scalarString()

@@ -160,3 +160,37 @@ func TestStoreUnchangedOnError(t *testing.T) {
 		t.Errorf("store written although interpolation failed: %v", err)
 	}
 }
+
+// A CA given as a variable (say, exported from CredHub) signs certificates generated into
+// the store; the CA itself is not copied into it.
+func TestStoreSignsWithGivenCA(t *testing.T) {
+	gen, err := OpenStore(filepath.Join(t.TempDir(), "ca.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Interpolate(mustParse(t, "variables: [{name: ca, type: certificate, options: {is_ca: true, common_name: ca}}]"), StaticVars{}, gen, InterpolateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := OpenStore(filepath.Join(t.TempDir(), "s.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := "variables: [{name: leaf, type: certificate, options: {ca: ca, common_name: leaf}}]"
+	if _, err := Interpolate(mustParse(t, doc), StaticVars{"ca": gen.Values().Get("ca")}, store, InterpolateOptions{ExpectAllKeys: true}); err != nil {
+		t.Fatal(err)
+	}
+	if store.Values().Get("ca") != nil {
+		t.Error("given CA copied into the store")
+	}
+	ca, _, err := parseCA(mustStr(t, gen, "ca", "certificate"), mustStr(t, gen, "ca", "private_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _, err := parseCA(mustStr(t, store, "leaf", "certificate"), mustStr(t, store, "leaf", "private_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.CheckSignatureFrom(ca); err != nil {
+		t.Error(err)
+	}
+}
