@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -34,7 +35,7 @@ func (es Errors) Error() string {
 	if len(es) == 1 {
 		return lines[0]
 	}
-	return "found " + itoa(len(es)) + " problems:\n  " + strings.Join(lines, "\n  ")
+	return "found " + strconv.Itoa(len(es)) + " problems:\n  " + strings.Join(lines, "\n  ")
 }
 
 // Err returns es as an error, or nil when there are none.
@@ -43,12 +44,4 @@ func (es Errors) Err() error {
 		return nil
 	}
 	return es
-}
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
 }

@@ -10,7 +10,15 @@ func located(err error) bool {
 	var e *Error
 	var es Errors
 	var miss *MissingVarsError
-	return errors.As(err, &e) && e.Pos.File != "" || errors.As(err, &es) || errors.As(err, &miss)
+	if errors.As(err, &es) {
+		for _, e := range es {
+			if e.Pos.File == "" || e.Pos.Line == 0 {
+				return false
+			}
+		}
+		return len(es) > 0
+	}
+	return errors.As(err, &e) && e.Pos.File != "" || errors.As(err, &miss)
 }
 
 func FuzzParse(f *testing.F) {
@@ -73,6 +81,36 @@ func FuzzInterpolate(f *testing.F) {
 		static := StaticVars{"x": Scalar("v", Pos{}), "k": Scalar(1, Pos{}), "m": mustParse(t, "{a: [1], b: c}")}
 		if _, err := Interpolate(d, static, nil, InterpolateOptions{ExpectAllKeys: true}); err != nil && !located(err) {
 			t.Fatalf("error without location: %v", err)
+		}
+	})
+}
+
+func FuzzLoadAndValidate(f *testing.F) {
+	f.Add(deploymentYAML, cloudConfigYAML)
+	f.Add("name: x\ninstance_groups: [{name: a, networks: [{name: default, static_ips: [10.0.0.1-10.0.0.9, ::1]}]}]", "networks: [{name: default, subnets: [{range: ::/127, gateway: '::1', static: [a-b]}]}]")
+	f.Add("update: {canaries: 5%, max_in_flight: x, canary_watch_time: 5-1}", "compilation: {workers: 0}\nazs: [{name: z}]")
+	f.Fuzz(func(t *testing.T, depText, ccText string) {
+		depDoc, err1 := Parse("m.yml", []byte(depText))
+		ccDoc, err2 := Parse("c.yml", []byte(ccText))
+		if err1 != nil || err2 != nil {
+			return
+		}
+		dep, err := LoadDeployment(depDoc)
+		if err != nil && !located(err) {
+			t.Fatalf("error without location: %v", err)
+		}
+		cc, err := LoadCloudConfig(ccDoc)
+		if err != nil && !located(err) {
+			t.Fatalf("error without location: %v", err)
+		}
+		rc, err := LoadRuntimeConfig(ccDoc)
+		if err != nil && !located(err) {
+			t.Fatalf("error without location: %v", err)
+		}
+		if dep != nil && cc != nil {
+			if err := Validate(dep, cc, rc); err != nil && !located(err) {
+				t.Fatalf("error without location: %v", err)
+			}
 		}
 	})
 }

@@ -14,6 +14,7 @@ type VarDef struct {
 	Name    string
 	Type    string
 	Options *Node
+	Pos     Pos
 }
 
 // Source supplies variable values. Get reports found=false when it has no value.
@@ -69,7 +70,7 @@ func Interpolate(doc *Node, static StaticVars, store *Store, opts InterpolateOpt
 	for _, d := range t.defs {
 		if d.Type != "" {
 			if _, _, err := t.get(d.Name); err != nil {
-				return nil, &Error{Pos: posOf(d.Options, doc), Path: "variables/name=" + d.Name, Msg: err.Error()}
+				return nil, &Error{Pos: d.Pos, Path: "variables/name=" + d.Name, Msg: err.Error()}
 			}
 		}
 	}
@@ -112,13 +113,6 @@ func dropFoundDefs(doc *Node, found map[string]bool) {
 	vars.Items = kept
 }
 
-func posOf(n, fallback *Node) Pos {
-	if n != nil {
-		return n.Pos
-	}
-	return fallback.Pos
-}
-
 func sortedKeys(m map[string]bool) []string {
 	ks := make([]string, 0, len(m))
 	for k := range m {
@@ -142,7 +136,7 @@ func extractDefs(doc *Node) []VarDef {
 			continue
 		}
 		typ, _ := it.Get("type").scalarString()
-		defs = append(defs, VarDef{Name: name, Type: typ, Options: it.Get("options")})
+		defs = append(defs, VarDef{Name: name, Type: typ, Options: it.Get("options"), Pos: it.Pos})
 	}
 	return defs
 }

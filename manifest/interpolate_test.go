@@ -112,7 +112,7 @@ a: ((kept))
 		}
 		keys[p.Key.Value.(string)] = ks
 	}
-	want := map[string][]string{"kept": nil, "pw": nil, "u": {"password", "username"}, "k": {"private_key", "public_key"},
+	want := map[string][]string{"kept": nil, "pw": nil, "u": {"password", "password_hash", "username"}, "k": {"private_key", "public_key"},
 		"s": {"private_key", "public_key", "public_key_fingerprint"}, "ca": {"ca", "certificate", "private_key"}, "leaf": {"ca", "certificate", "private_key"}}
 	if diff := cmp.Diff(want, keys); diff != "" {
 		t.Errorf("store keys (-want +got):\n%s", diff)
@@ -158,5 +158,39 @@ func TestStoreUnchangedOnError(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("store written although interpolation failed: %v", err)
+	}
+}
+
+// A CA given as a variable (say, exported from CredHub) signs certificates generated into
+// the store; the CA itself is not copied into it.
+func TestStoreSignsWithGivenCA(t *testing.T) {
+	gen, err := OpenStore(filepath.Join(t.TempDir(), "ca.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Interpolate(mustParse(t, "variables: [{name: ca, type: certificate, options: {is_ca: true, common_name: ca}}]"), StaticVars{}, gen, InterpolateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := OpenStore(filepath.Join(t.TempDir(), "s.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := "variables: [{name: leaf, type: certificate, options: {ca: ca, common_name: leaf}}]"
+	if _, err := Interpolate(mustParse(t, doc), StaticVars{"ca": gen.Values().Get("ca")}, store, InterpolateOptions{ExpectAllKeys: true}); err != nil {
+		t.Fatal(err)
+	}
+	if store.Values().Get("ca") != nil {
+		t.Error("given CA copied into the store")
+	}
+	ca, _, err := parseCA(mustStr(t, gen, "ca", "certificate"), mustStr(t, gen, "ca", "private_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _, err := parseCA(mustStr(t, store, "leaf", "certificate"), mustStr(t, store, "leaf", "private_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.CheckSignatureFrom(ca); err != nil {
+		t.Error(err)
 	}
 }

@@ -95,7 +95,13 @@ func (n *Node) Clone() *Node {
 
 // Parse reads the first YAML document of data, as BOSH's CLI does, keeping positions.
 // An empty document is a nil scalar.
-func Parse(file string, data []byte) (*Node, error) {
+func Parse(file string, data []byte) (n *Node, err error) {
+	defer func() {
+		// yaml.v3 has panicked on some malformed inputs in the past; never pass that on.
+		if r := recover(); r != nil {
+			n, err = nil, &Error{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: fmt.Sprintf("malformed YAML: %v", r)}
+		}
+	}()
 	if len(data) > MaxDocumentBytes {
 		return nil, &Error{Pos: Pos{File: file}, Msg: fmt.Sprintf("document is %d bytes; the limit is %d", len(data), MaxDocumentBytes)}
 	}
@@ -108,11 +114,7 @@ func Parse(file string, data []byte) (*Node, error) {
 		return nil, yamlError(file, err)
 	}
 	c := converter{file: file}
-	n, err := c.convert(&doc, 0)
-	if err != nil {
-		return nil, err
-	}
-	return n, nil
+	return c.convert(&doc, 0)
 }
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

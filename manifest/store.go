@@ -9,20 +9,19 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 )
 
 // Store is a vars store file (--vars-store): values are read from it, and variables
 // declared under variables: that it lacks are generated into it, as BOSH's CLI does.
-// Nothing is written until Save, which replaces the file atomically.
+// Nothing is written until Save, which replaces the file atomically. A Store serves one
+// interpolation at a time.
 type Store struct {
 	path    string
 	values  *Node // map
 	changed bool
 
-	mu       sync.Mutex
+	static   StaticVars                      // consulted first for signing CAs, as for everything
 	keys     map[string]chan *rsa.PrivateKey // pre-generated keys, by variable name
-	keyErrs  map[string]error
 	generate func(def VarDef, s *Store) (*Node, error)
 }
 
@@ -76,6 +75,7 @@ func (s *Store) Get(def VarDef) (*Node, bool, error) {
 // prepare starts generating, on every CPU, the RSA keys of declared variables that
 // neither the store nor static sources hold: key generation is nearly all the cost.
 func (s *Store) prepare(defs []VarDef, static StaticVars) {
+	s.static = static
 	var names []string
 	var bits []int
 	for _, d := range defs {
@@ -84,7 +84,7 @@ func (s *Store) prepare(defs []VarDef, static StaticVars) {
 		}
 		switch d.Type {
 		case "certificate":
-			names, bits = append(names, d.Name), append(bits, certKeyBits)
+			names, bits = append(names, d.Name), append(bits, keyBits(d))
 		case "rsa", "ssh":
 			names, bits = append(names, d.Name), append(bits, 2048)
 		}

@@ -28,6 +28,27 @@ func (s StaticVars) AddVarsFile(path string) error {
 	return nil
 }
 
+// AddVarsEnv sets a variable for every PREFIX_name=value in environ (--vars-env PREFIX);
+// values are read as YAML.
+func (s StaticVars) AddVarsEnv(prefix string, environ []string) error {
+	if prefix == "" {
+		return fmt.Errorf("--vars-env needs a prefix")
+	}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		name, ok := strings.CutPrefix(k, prefix+"_")
+		if !ok || name == "" {
+			continue
+		}
+		n, err := Parse("$"+k, []byte(v))
+		if err != nil {
+			return err
+		}
+		s[name] = n
+	}
+	return nil
+}
+
 // AddVarFile sets name to the whole content of a file (--var-file name=path).
 func (s StaticVars) AddVarFile(arg string) error {
 	name, path, ok := strings.Cut(arg, "=")
@@ -108,4 +129,26 @@ func Render(doc *Node, o RenderOptions) (*Node, error) {
 		doc = found
 	}
 	return doc, nil
+}
+
+// File is a document's name (for error positions) and content, as read from a revision.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// RenderFile parses doc and ops files and renders them with o (whose Ops are appended to).
+func RenderFile(doc File, ops []File, o RenderOptions) (*Node, error) {
+	n, err := Parse(doc.Name, doc.Data)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range ops {
+		parsed, err := ParseOps(f.Name, f.Data)
+		if err != nil {
+			return nil, err
+		}
+		o.Ops = append(o.Ops, parsed...)
+	}
+	return Render(n, o)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/bosun-gitops/bosun/manifest"
@@ -33,6 +34,8 @@ func runInterpolate(ctx context.Context, c *cli, args []string) error {
 	fs.Var(&varsFiles, "l", "YAML file of variables (repeatable; also --vars-file)")
 	fs.Var(&varsFiles, "vars-file", "YAML file of variables (repeatable)")
 	fs.Var(&varFiles, "var-file", "variable name=path whose value is the file's content (repeatable)")
+	var varsEnv multiFlag
+	fs.Var(&varsEnv, "vars-env", "read variables from environment variables PREFIX_name (repeatable)")
 	storePath := fs.String("vars-store", "", "vars store to read and to generate missing declared variables into")
 	path := fs.String("path", "", "print only the value at this go-patch path")
 	varErrs := fs.Bool("var-errs", false, "fail when a variable is missing")
@@ -53,7 +56,12 @@ func runInterpolate(ctx context.Context, c *cli, args []string) error {
 		}
 		o.Path = &p
 	}
-	// BOSH's precedence: -l, then --var-file, then -v; the vars store last.
+	// BOSH's precedence: --vars-env, then -l, then --var-file, then -v; the vars store last.
+	for _, prefix := range varsEnv {
+		if err := o.Static.AddVarsEnv(prefix, os.Environ()); err != nil {
+			return usageError("%v", err)
+		}
+	}
 	for _, f := range varsFiles {
 		if err := o.Static.AddVarsFile(f); err != nil {
 			return err
@@ -83,7 +91,7 @@ func runInterpolate(ctx context.Context, c *cli, args []string) error {
 		data, err = readLimited(c.stdin)
 		name = "<stdin>"
 	} else {
-		data, err = os.ReadFile(name)
+		data, err = readFile(name)
 	}
 	if err != nil {
 		return fmt.Errorf("reading document: %w", err)
@@ -109,20 +117,26 @@ func runInterpolate(ctx context.Context, c *cli, args []string) error {
 	return err
 }
 
-func readLimited(r interface{ Read([]byte) (int, error) }) ([]byte, error) {
-	var buf []byte
-	chunk := make([]byte, 64<<10)
-	for {
-		n, err := r.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		if len(buf) > manifest.MaxDocumentBytes {
-			return nil, fmt.Errorf("standard input is larger than %d bytes", manifest.MaxDocumentBytes)
-		}
-		if err != nil {
-			if err.Error() == "EOF" {
-				return buf, nil
-			}
-			return nil, err
-		}
+// readLimited reads at most the document limit, refusing more rather than truncating.
+func readLimited(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, manifest.MaxDocumentBytes+1))
+	if err != nil {
+		return nil, err
 	}
+	if len(data) > manifest.MaxDocumentBytes {
+		return nil, fmt.Errorf("standard input is larger than the %d-byte document limit", manifest.MaxDocumentBytes)
+	}
+	return data, nil
+}
+
+func readFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > manifest.MaxDocumentBytes {
+		return nil, fmt.Errorf("%s is %d bytes, larger than the %d-byte document limit", name, fi.Size(), manifest.MaxDocumentBytes)
+	}
+	return readLimited(f)
 }

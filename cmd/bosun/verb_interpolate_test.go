@@ -194,3 +194,89 @@ func parseCert(t *testing.T, s string) *x509.Certificate {
 	}
 	return c
 }
+
+// TestInterpolateBadInput: every bad input fails with exit 1, a located message, no output
+// and an untouched vars store.
+func TestInterpolateBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("m.yml", "name: ((n))\nlist: [a]\nvariables: [{name: p, type: password}]\n")
+	store := write("store.yml", "p: kept\n")
+	big := filepath.Join(dir, "big.yml")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(50 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	tests := []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"malformed YAML", []string{write("bad.yml", "a: [\n")}, "bad.yml:1:1: malformed YAML"},
+		{"missing ops path", []string{good, "-o", write("ops.yml", "- {type: replace, path: /nope/x, value: 1}\n")}, "ops.yml:1:3: /nope/x: operation [0] replace failed: no key 'nope'"},
+		{"missing variable", []string{good, "--var-errs"}, "Expected to find variables: n"},
+		{"unused variable", []string{good, "-v", "n=x", "-v", "extra=1", "--var-errs-unused"}, "Expected to use variables: extra"},
+		{"wrong type in string", []string{write("t.yml", "a: x-((m))\n"), "-v", "m={k: v}"}, `t.yml:1:4: variable "m" is a map`},
+		{"recursion", []string{write("r.yml", "variables: [{name: c, type: certificate, options: {common_name: ((c.ca))}}]\n"), "--vars-store", store}, `refers to itself`},
+		{"unknown variable type", []string{write("u.yml", "variables: [{name: q, type: frob}]\n"), "--vars-store", store}, `u.yml:1:13: variables/name=q: generating variable "q" of type "frob"`},
+		{"bad path", []string{good, "--path", "/nope"}, "no key 'nope'"},
+		{"50 MB document", []string{big}, "larger than the"},
+		{"missing file", []string{filepath.Join(dir, "absent.yml")}, "reading document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := runCLI(t, append([]string{"int"}, tt.args...)...)
+			if code != 1 || stdout != "" || !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, no output, stderr containing %q", code, stdout, stderr, tt.stderr)
+			}
+			if got, _ := os.ReadFile(store); string(got) != "p: kept\n" {
+				t.Errorf("vars store changed: %q", got)
+			}
+		})
+	}
+}
+
+func TestInterpolateVarSourcesAndPath(t *testing.T) {
+	dir := t.TempDir()
+	m := filepath.Join(dir, "m.yml")
+	os.WriteFile(m, []byte("a: ((a))\nb: ((b))\nc: ((c))\nd: ((d.k))\n"), 0o644)
+	l := filepath.Join(dir, "vars.yml")
+	os.WriteFile(l, []byte("a: from-l\nb: from-l\nc: from-l\nd: {k: [1, 2]}\n"), 0o644)
+	vf := filepath.Join(dir, "b.txt")
+	os.WriteFile(vf, []byte("line1\nline2\n"), 0o644)
+	// -v wins over --var-file, which wins over -l, whatever their order on the line.
+	stdout, stderr, code := runCLI(t, "int", m, "-v", "c=from-v", "--var-file", "b="+vf, "-l", l)
+	want := "a: from-l\nb: |\n  line1\n  line2\nc: from-v\nd:\n- 1\n- 2\n"
+	if code != 0 || stdout != want {
+		t.Errorf("exit %d, stderr %s\n%s", code, stderr, cmp.Diff(want, stdout))
+	}
+	stdout, _, code = runCLI(t, "int", m, "-l", l, "--path", "/d/1")
+	if code != 0 || stdout != "2\n" {
+		t.Errorf("--path: exit %d, %q", code, stdout)
+	}
+	stdout, _, code = runCLI(t, "int", m, "--path", "/zz?/y")
+	if code != 0 || stdout != "null\n" {
+		t.Errorf("--path optional: exit %d, %q", code, stdout)
+	}
+}
+
+func TestInterpolateVarsEnv(t *testing.T) {
+	m := filepath.Join(t.TempDir(), "m.yml")
+	os.WriteFile(m, []byte("a: ((a))\nb: ((b))\n"), 0o644)
+	t.Setenv("BOSUN_TEST_a", "{k: 1}")
+	t.Setenv("BOSUN_TEST_b", "env")
+	stdout, stderr, code := runCLI(t, "int", m, "--vars-env", "BOSUN_TEST", "-v", "b=flag")
+	if want := "a:\n  k: 1\nb: flag\n"; code != 0 || stdout != want {
+		t.Errorf("exit %d, stderr %s\n%s", code, stderr, cmp.Diff(want, stdout))
+	}
+}
