@@ -82,7 +82,7 @@ func TestSettingsCrossTheWire(t *testing.T) {
 	}
 	vm, nets, err := c.CreateVM(ctx, cpi.VMSpec{AgentID: "agent-w", Stemcell: sc, Networks: cpi.Networks{"d": {Type: "dynamic"}},
 		Env:      json.RawMessage(`{"persistent_disk_fs":"ext4"}`),
-		Settings: cpi.AgentSettings{Mbus: "nats://agent-w:pw@127.0.0.1:4222", Blobstore: cpi.Blobstore{Provider: "local"}}})
+		Settings: cpi.AgentSettings{Mbus: "nats://agent-w:pw@127.0.0.1:4222", Blobstore: cpi.Blobstore{Provider: "local", Options: map[string]any{"blobstore_path": "/b"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

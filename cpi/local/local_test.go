@@ -71,7 +71,7 @@ func TestConformance(t *testing.T) {
 		return cpitest.Setup{CPI: c, Networks: cpi.Networks{
 			"default": {Type: "manual", IP: "127.110.0.2", Netmask: "255.255.255.0"},
 			"dyn":     {Type: "dynamic"},
-		}, Settings: cpi.AgentSettings{Mbus: "nats://agent:secret@127.0.0.1:4222", Blobstore: cpi.Blobstore{Provider: "local"}}}
+		}, Settings: cpi.AgentSettings{Mbus: "nats://agent:secret@127.0.0.1:4222", Blobstore: cpi.Blobstore{Provider: "local", Options: map[string]any{"blobstore_path": "/b"}}}}
 	})
 }
 
