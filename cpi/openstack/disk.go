@@ -222,6 +222,14 @@ func (c *CPI) attachments(ctx context.Context, api *services, serverID string) (
 	return as, nil
 }
 
+func isRootDevice(dev string) bool {
+	switch dev {
+	case "/dev/vda", "/dev/sda", "/dev/xvda":
+		return true
+	}
+	return false
+}
+
 // DetachDisk implements cpi.CPI, waiting until the volume is available again.
 func (c *CPI) DetachDisk(ctx context.Context, vm cpi.VMCID, disk cpi.DiskCID) error {
 	const method = "detach_disk"
@@ -266,6 +274,9 @@ func (c *CPI) GetDisks(ctx context.Context, vm cpi.VMCID) ([]cpi.DiskCID, error)
 	}
 	out := []cpi.DiskCID{}
 	for _, a := range attached {
+		if isRootDevice(a.Device) {
+			continue // a boot volume is the VM's, not a persistent disk
+		}
 		out = append(out, cpi.DiskCID(a.VolumeID))
 	}
 	return out, nil

@@ -63,7 +63,7 @@ func apiErr(op string, err error) error {
 		e.RequestID = requestID(code.ResponseHeader)
 		e.Message = bodyMessage(code.Body)
 	case errors.As(err, &ue):
-		e.Call = ue.Op + " " + urlPath(ue.URL)
+		e.Call = strings.ToUpper(ue.Op) + " " + urlPath(ue.URL)
 		e.Message = describe(ue.Err)
 	default:
 		e.Message = describe(err)
@@ -83,7 +83,7 @@ func describe(err error) string {
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return ue.Op + " " + urlPath(ue.URL) + ": " + describe(ue.Err)
+		return strings.ToUpper(ue.Op) + " " + urlPath(ue.URL) + ": " + describe(ue.Err)
 	}
 	return err.Error()
 }

@@ -318,7 +318,11 @@ func (c *CPI) createIn(ctx context.Context, api *services, req vmRequest, az str
 		hintOpts = servers.SchedulerHintOpts{Group: req.props.SchedulerHints.Group}
 	}
 
-	srv, err := servers.Create(ctx, api.compute, opts, hintOpts).Extract()
+	var create servers.CreateOptsBuilder = opts
+	if req.keyName != "" {
+		create = keypairs.CreateOptsExt{CreateOptsBuilder: opts, KeyName: req.keyName}
+	}
+	srv, err := servers.Create(ctx, api.compute, create, hintOpts).Extract()
 	if err != nil {
 		status := statusOf(err)
 		if status >= 400 && status < 500 {
