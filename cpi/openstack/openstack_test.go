@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -215,7 +216,7 @@ func TestCreateVMWritesAgentSettingsAndNetworks(t *testing.T) {
 	}
 	want := cpi.Networks{"default": {Type: "manual", IP: "10.0.0.20", Netmask: "255.255.255.0", Gateway: "10.0.0.1",
 		Default: []string{"dns", "gateway"}, CloudProperties: json.RawMessage(`{"net_id":"` + fakeopenstack.NetPrivate + `"}`),
-		MAC: port.MAC, UseDHCP: true}}
+		MAC: port.MAC, UseDHCP: true}, "public": {Type: "vip", IP: fakeopenstack.FloatingIP}}
 	if diff := cmp.Diff(want, ud.Networks); diff != "" {
 		t.Errorf("user_data networks (-want +got)\n%s", diff)
 	}
@@ -412,6 +413,62 @@ func TestNextAvailabilityZone(t *testing.T) {
 	}
 }
 
+func TestVMFollowsItsDisks(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, fakeopenstack.Options{}, nil)
+	sc := mustStemcell(t, e)
+	first, _, err := e.cpi.CreateVM(ctx, spec(sc, `{"instance_type":"m1.small","availability_zone":"z2"}`, cpi.Networks{"d": dynamicNet(fakeopenstack.NetPrivate)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, err := e.cpi.CreateDisk(ctx, 1024, nil, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := spec(sc, `{"instance_type":"m1.small"}`, cpi.Networks{"d": dynamicNet(fakeopenstack.NetPrivate)})
+	s.DiskCIDs = []cpi.DiskCID{disk}
+	vm, _, err := e.cpi.CreateVM(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range e.cloud.Servers() {
+		if srv.ID == string(vm) && srv.AZ != "z2" {
+			t.Errorf("VM in %s, want z2 where its disk is", srv.AZ)
+		}
+	}
+	s.CloudProperties = json.RawMessage(`{"instance_type":"m1.small","availability_zone":"nova"}`)
+	_, _, err = e.cpi.CreateVM(ctx, s)
+	wantCPIError(t, err, cpi.VMCreationFailed, false, `persistent disks are in availability zone "z2", but its cloud_properties ask for "nova"`)
+}
+
+func TestBootFromVolume(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, fakeopenstack.Options{}, func(c *openstack.Config) { c.BootFromVolume = true })
+	vm, _, err := e.cpi.CreateVM(ctx, spec(mustStemcell(t, e), `{"instance_type":"m1.small","root_disk":{"size":25},"ephemeral_disk":{"size":8}}`,
+		cpi.Networks{"d": dynamicNet(fakeopenstack.NetPrivate)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.cloud.Servers()[0]
+	if s.Image != "" || len(s.BlockDevices) != 2 || s.BlockDevices[0]["destination_type"] != "volume" || s.BlockDevices[0]["volume_size"] != 25.0 ||
+		s.BlockDevices[1]["source_type"] != "blank" || s.BlockDevices[1]["volume_size"] != 8.0 {
+		t.Errorf("server image %q, block devices %v", s.Image, s.BlockDevices)
+	}
+	if v := e.cloud.Volumes(); len(v) != 1 || v[0].Size != 25 || v[0].Server != s.ID {
+		t.Fatalf("volumes = %+v, want the 25 GiB root volume", v)
+	}
+	// The root volume is the VM's, not a persistent disk.
+	if disks, err := e.cpi.GetDisks(ctx, vm); err != nil || len(disks) != 0 {
+		t.Errorf("get_disks = %v, %v", disks, err)
+	}
+	if err := e.cpi.DeleteVM(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	if v := e.cloud.Volumes(); len(v) != 0 {
+		t.Errorf("root volume left after delete_vm: %+v", v)
+	}
+}
+
 func TestRetries(t *testing.T) {
 	ctx := context.Background()
 	t.Run("429 honours Retry-After, capped", func(t *testing.T) {
@@ -523,9 +580,17 @@ func TestStemcells(t *testing.T) {
 	t.Run("heavy upload streams", func(t *testing.T) {
 		const size = 64 << 20
 		path := stemcellImage(t, size)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		sc, err := e.cpi.CreateStemcell(ctx, path, json.RawMessage(stemcellProps))
 		if err != nil {
 			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		// Client and fake server together allocate a small fraction of the image:
+		// neither holds it whole.
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size/4 {
+			t.Errorf("uploading a %d MiB image allocated %d MiB", size>>20, alloc>>20)
 		}
 		var img fakeopenstack.Image
 		for _, i := range e.cloud.Images() {
@@ -636,4 +701,30 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkCreateDeleteVM is a VM's round trip through the CPI against the fake
+// cloud: the CPI's own cost plus local HTTP, with one poll per state change.
+func BenchmarkCreateDeleteVM(b *testing.B) {
+	ctx := context.Background()
+	cloud := fakeopenstack.New(b, fakeopenstack.Options{Polls: 1})
+	cfg := baseConfig(cloud)
+	c, err := openstack.New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := c.CreateStemcell(ctx, stemcellImage(b, 4096), json.RawMessage(stemcellProps))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := spec(sc, `{"instance_type":"m1.small"}`, cpi.Networks{"default": manualNet("10.0.0.60")})
+	for b.Loop() {
+		vm, _, err := c.CreateVM(ctx, s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.DeleteVM(ctx, vm); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

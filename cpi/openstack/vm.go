@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
@@ -112,6 +113,16 @@ func (c *CPI) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Net
 	if len(azs) == 0 {
 		azs = []string{req.props.AvailabilityZone}
 	}
+	if az, err := c.diskZone(ctx, api, spec.DiskCIDs); err != nil {
+		return fail(false, err, "")
+	} else if az != "" {
+		// The VM goes where its persistent disks are: Cinder cannot attach across
+		// zones.
+		if len(azs) > 1 || (azs[0] != "" && azs[0] != az) {
+			return fail(false, nil, "the VM's persistent disks are in availability zone %q, but its cloud_properties ask for %q", az, strings.Join(azs, ", "))
+		}
+		azs = []string{az}
+	}
 	var lastErr error
 	for i, az := range azs {
 		vm, nets, retry, err := c.createIn(ctx, api, req, az)
@@ -127,6 +138,26 @@ func (c *CPI) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Net
 		c.log.Warn("VM creation failed; trying the next availability zone", "agent_id", spec.AgentID, "az", az, "err", err)
 	}
 	return fail(false, lastErr, "")
+}
+
+// diskZone is the availability zone of the disks a VM will get, or "" when there are
+// none or zones do not matter (ignore_server_availability_zone).
+func (c *CPI) diskZone(ctx context.Context, api *services, disks []cpi.DiskCID) (string, error) {
+	if c.cfg.IgnoreServerAvailabilityZone {
+		return "", nil
+	}
+	zone := ""
+	for _, d := range disks {
+		v, err := volumes.Get(ctx, api.volume, string(d)).Extract()
+		if err != nil {
+			return "", fmt.Errorf("persistent disk %s: %w", d, apiErr("cinder get volume", err))
+		}
+		if zone != "" && v.AvailabilityZone != zone {
+			return "", fmt.Errorf("the VM's persistent disks are in different availability zones (%s, %s)", zone, v.AvailabilityZone)
+		}
+		zone = v.AvailabilityZone
+	}
+	return zone, nil
 }
 
 // resolve looks up what the VM refers to: image, flavor, key pair, security groups.
@@ -265,12 +296,7 @@ func (c *CPI) createIn(ctx context.Context, api *services, req vmRequest, az str
 	}
 
 	settings := spec.BootstrapSettings()
-	settings.Networks = cpi.Networks{}
-	for k, v := range nets {
-		if v.Type != "vip" {
-			settings.Networks[k] = v
-		}
-	}
+	settings.Networks = maps.Clone(nets)
 	settings.VM.Name = name
 	settings.Disks.System = "/dev/sda"
 	if req.flavor.Ephemeral > 0 || req.props.EphemeralDisk != nil {
