@@ -38,15 +38,16 @@ type services struct {
 }
 
 var (
-	_ cpi.CPI                = (*CPI)(nil)
-	_ cpi.Namer              = (*CPI)(nil)
-	_ cpi.Rebooter           = (*CPI)(nil)
-	_ cpi.VMMetadataSetter   = (*CPI)(nil)
-	_ cpi.DiskMetadataSetter = (*CPI)(nil)
-	_ cpi.DiskLister         = (*CPI)(nil)
-	_ cpi.Snapshotter        = (*CPI)(nil)
-	_ cpi.DiskResizer        = (*CPI)(nil)
-	_ cpi.VMLister           = (*CPI)(nil)
+	_ cpi.CPI                    = (*CPI)(nil)
+	_ cpi.Namer                  = (*CPI)(nil)
+	_ cpi.Rebooter               = (*CPI)(nil)
+	_ cpi.VMMetadataSetter       = (*CPI)(nil)
+	_ cpi.DiskMetadataSetter     = (*CPI)(nil)
+	_ cpi.DiskLister             = (*CPI)(nil)
+	_ cpi.Snapshotter            = (*CPI)(nil)
+	_ cpi.DiskResizer            = (*CPI)(nil)
+	_ cpi.VMLister               = (*CPI)(nil)
+	_ cpi.VMPropertiesCalculator = (*CPI)(nil)
 )
 
 // New checks cfg and returns the CPI. It makes no request: Keystone is asked on the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -75,6 +76,26 @@ type ConnectionOptions struct {
 	// CACert is PEM text of extra CAs to trust.
 	CACert string `json:"ca_cert,omitempty"`
 }
+
+// LogValue keeps the credentials out of any log the config is handed to.
+func (c Config) LogValue() slog.Value {
+	return slog.StringValue(c.String())
+}
+
+// String is the config with its secrets replaced, safe to print.
+func (c Config) String() string {
+	if c.APIKey != "" {
+		c.APIKey = "(redacted)"
+	}
+	if c.ApplicationCredentialSecret != "" {
+		c.ApplicationCredentialSecret = "(redacted)"
+	}
+	b, _ := json.Marshal(configJSON(c))
+	return string(b)
+}
+
+// configJSON marshals without Config's methods (String would recurse).
+type configJSON Config
 
 // ParseConfig decodes a JSON config strictly (an unknown key is an error naming it)
 // and checks it. The error never holds a credential.
@@ -170,21 +191,24 @@ func (c *Config) pollInterval() time.Duration { return seconds(c.WaitResourcePol
 
 // vmProps are a vm_type's (and its AZ's) cloud_properties.
 type vmProps struct {
-	InstanceType      string   `json:"instance_type"`
-	AvailabilityZone  string   `json:"availability_zone"`
-	AvailabilityZones []string `json:"availability_zones"`
-	BootFromVolume    *bool    `json:"boot_from_volume"`
+	InstanceType      string   `json:"instance_type,omitempty"`
+	AvailabilityZone  string   `json:"availability_zone,omitempty"`
+	AvailabilityZones []string `json:"availability_zones,omitempty"`
+	BootFromVolume    *bool    `json:"boot_from_volume,omitempty"`
 	RootDisk          *struct {
 		Size int `json:"size"` // GiB
-	} `json:"root_disk"`
-	EphemeralDisk *struct {
-		Size int    `json:"size"` // GiB
-		Type string `json:"type"`
-	} `json:"ephemeral_disk"`
-	KeyName             string   `json:"key_name"`
-	SecurityGroups      []string `json:"security_groups"`
-	SchedulerHints      *hints   `json:"scheduler_hints"`
-	AllowedAddressPairs string   `json:"allowed_address_pairs"`
+	} `json:"root_disk,omitempty"`
+	EphemeralDisk       *ephemeralDisk `json:"ephemeral_disk,omitempty"`
+	KeyName             string         `json:"key_name,omitempty"`
+	SecurityGroups      []string       `json:"security_groups,omitempty"`
+	SchedulerHints      *hints         `json:"scheduler_hints,omitempty"`
+	AllowedAddressPairs string         `json:"allowed_address_pairs,omitempty"`
+}
+
+// ephemeralDisk is a blank local disk Nova adds for the agent's ephemeral data.
+type ephemeralDisk struct {
+	Size int    `json:"size"` // GiB
+	Type string `json:"type,omitempty"`
 }
 
 // hints are Nova scheduler hints; group places the VM in a server group.
@@ -200,7 +224,7 @@ type diskProps struct {
 // netProps are a network subnet's cloud_properties.
 type netProps struct {
 	NetID          string   `json:"net_id"`
-	SecurityGroups []string `json:"security_groups"`
+	SecurityGroups []string `json:"security_groups,omitempty"`
 }
 
 // stemcellProps are stemcell.MF's cloud_properties for OpenStack stemcells.

@@ -2,8 +2,10 @@ package openstack
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,6 +69,15 @@ func TestRetryAfter(t *testing.T) {
 		got, ok := retryAfter(http.Header{"Retry-After": {tt.v}})
 		if ok != tt.ok || got > tt.want || got < tt.want-2*time.Second {
 			t.Errorf("retryAfter(%q) = %s, %v; want %s, %v", tt.v, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestConfigRedacts(t *testing.T) {
+	c := Config{AuthURL: "https://k", Username: "u", APIKey: "hunter2", ApplicationCredentialSecret: "s3cr3t-xyz"}
+	for _, out := range []string{c.String(), fmt.Sprint(c), fmt.Sprintf("%v %+v", c, &c), c.LogValue().String()} {
+		if strings.Contains(out, "hunter2") || strings.Contains(out, "s3cr3t-xyz") || !strings.Contains(out, "https://k") {
+			t.Errorf("printed config: %s", out)
 		}
 	}
 }

@@ -469,6 +469,26 @@ func TestBootFromVolume(t *testing.T) {
 	}
 }
 
+func TestCalculateVMCloudProperties(t *testing.T) {
+	e := newEnv(t, fakeopenstack.Options{}, nil)
+	tests := []struct {
+		in   cpi.VMResources
+		want string
+	}{
+		{cpi.VMResources{CPU: 1, RAM: 1024, EphemeralDiskSize: 0}, `{"instance_type":"m1.small"}`},
+		{cpi.VMResources{CPU: 1, RAM: 1024, EphemeralDiskSize: 3000}, `{"instance_type":"m1.small","ephemeral_disk":{"size":3}}`},
+		{cpi.VMResources{CPU: 2, RAM: 1024, EphemeralDiskSize: 10240}, `{"instance_type":"m1.large"}`},
+	}
+	for _, tt := range tests {
+		got, err := e.cpi.CalculateVMCloudProperties(context.Background(), tt.in)
+		if err != nil || string(got) != tt.want {
+			t.Errorf("%+v: %s, %v; want %s", tt.in, got, err, tt.want)
+		}
+	}
+	_, err := e.cpi.CalculateVMCloudProperties(context.Background(), cpi.VMResources{CPU: 64, RAM: 1024})
+	wantCPIError(t, err, cpi.CloudError, false, "no flavor has 64 CPUs")
+}
+
 func TestRetries(t *testing.T) {
 	ctx := context.Background()
 	t.Run("429 honours Retry-After, capped", func(t *testing.T) {
@@ -619,6 +639,15 @@ func TestStemcells(t *testing.T) {
 		}
 		if len(e.cloud.Images()) != 0 {
 			t.Error("image left after a failed upload")
+		}
+	})
+	t.Run("image glance cannot import", func(t *testing.T) {
+		e.cloud.SetImageFate("killed")
+		defer e.cloud.SetImageFate("")
+		_, err := e.cpi.CreateStemcell(ctx, stemcellImage(t, 1024), json.RawMessage(stemcellProps))
+		wantCPIError(t, err, cpi.CloudError, false, "did not become active", "glance rejected the image: it is killed")
+		if len(e.cloud.Images()) != 0 {
+			t.Error("killed image left behind")
 		}
 	})
 	t.Run("light stemcell image survives", func(t *testing.T) {

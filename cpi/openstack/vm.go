@@ -1,6 +1,7 @@
 package openstack
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -659,4 +660,36 @@ func (c *CPI) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) {
 		out = append(out, cpi.VMInfo{CID: cpi.VMCID(s.ID), AgentID: agent, Metadata: md})
 	}
 	return out, nil
+}
+
+// CalculateVMCloudProperties implements cpi.VMPropertiesCalculator: the smallest
+// flavor with the CPUs and RAM asked for, plus an ephemeral_disk when the flavor's
+// own ephemeral disk is smaller than asked.
+func (c *CPI) CalculateVMCloudProperties(ctx context.Context, r cpi.VMResources) (json.RawMessage, error) {
+	const method = "calculate_vm_cloud_properties"
+	subject := fmt.Sprintf("cpu %d, ram %d MiB, ephemeral disk %d MiB", r.CPU, r.RAM, r.EphemeralDiskSize)
+	api, err := c.services(ctx)
+	if err != nil {
+		return nil, c.errf(ctx, method, subject, cpi.CloudError, false, err, "connect to OpenStack")
+	}
+	pages, err := flavors.ListDetail(api.compute, flavors.ListOpts{AccessType: flavors.AllAccess}).AllPages(ctx)
+	if err == nil {
+		var all []flavors.Flavor
+		if all, err = flavors.ExtractFlavors(pages); err == nil {
+			fits := slices.DeleteFunc(all, func(f flavors.Flavor) bool { return f.VCPUs < r.CPU || f.RAM < r.RAM })
+			if len(fits) == 0 {
+				return nil, c.errf(ctx, method, subject, cpi.CloudError, false, nil, "no flavor has %d CPUs and %d MiB of RAM", r.CPU, r.RAM)
+			}
+			best := slices.MinFunc(fits, func(a, b flavors.Flavor) int {
+				return cmp.Or(cmp.Compare(a.VCPUs, b.VCPUs), cmp.Compare(a.RAM, b.RAM), cmp.Compare(a.Disk+a.Ephemeral, b.Disk+b.Ephemeral), strings.Compare(a.Name, b.Name))
+			})
+			props := vmProps{InstanceType: best.Name}
+			if need := gib(r.EphemeralDiskSize); need > best.Ephemeral {
+				props.EphemeralDisk = &ephemeralDisk{Size: need}
+			}
+			b, err := json.Marshal(props)
+			return b, err
+		}
+	}
+	return nil, c.errf(ctx, method, subject, cpi.CloudError, false, apiErr("nova list flavors", err), "")
 }

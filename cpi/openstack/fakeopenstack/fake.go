@@ -156,6 +156,7 @@ type Cloud struct {
 	faults    []*Fault
 	log       []Request
 	fate      string
+	imageFate string
 	onCreate  func(Server, []byte)
 	onDelete  func(Server)
 }
@@ -229,6 +230,14 @@ func (c *Cloud) SetServerFate(fate string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fate = fate
+}
+
+// SetImageFate decides what uploaded images become: "" (active) or, say, "killed"
+// (Glance could not import the data).
+func (c *Cloud) SetImageFate(status string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.imageFate = status
 }
 
 // SetQuota changes the project's server and volume quotas.

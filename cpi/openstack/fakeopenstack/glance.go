@@ -77,6 +77,9 @@ func (c *Cloud) getImage(w http.ResponseWriter, r *http.Request) {
 		img.polls++
 		if img.polls >= c.opts.Polls {
 			img.Status = "active"
+			if c.imageFate != "" {
+				img.Status = c.imageFate
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, img.view())

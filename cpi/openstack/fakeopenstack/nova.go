@@ -88,6 +88,10 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := req.Server
+	if len(in.UserData) > 65535 {
+		fail(w, r, http.StatusBadRequest, "Invalid input for field/attribute user_data. Value: is too long")
+		return
+	}
 	userData, err := base64.StdEncoding.DecodeString(in.UserData)
 	if err != nil {
 		fail(w, r, http.StatusBadRequest, "Invalid input for field/attribute user_data: not base64")
