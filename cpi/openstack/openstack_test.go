@@ -359,6 +359,8 @@ func TestCreateVMFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, nets: cpi.Networks{"t": dynamicNet(fakeopenstack.NetTiny)}, retry: true, contains: []string{"No more IP addresses available"}, calls: 2},
+		{name: "two manual networks without config drive", nets: cpi.Networks{"a": manualNet("10.0.0.31"), "b": manualNet("10.0.0.32")},
+			contains: []string{"2 manual networks need config_drive"}},
 		{name: "no net_id", nets: cpi.Networks{"default": {Type: "manual", IP: "10.0.0.5"}}, contains: []string{`network "default" has no net_id`}},
 		{name: "create answer lost", setup: func(e env) {
 			e.cloud.Inject(fakeopenstack.Fault{Method: "POST", Path: "/servers", Times: 1, After: true, Drop: true})
@@ -398,6 +400,24 @@ func TestCreateVMFailures(t *testing.T) {
 				t.Errorf("POST /servers seen %d times, want %d (a create is never repeated)", got, tt.calls)
 			}
 		})
+	}
+}
+
+func TestStalePortIsReclaimed(t *testing.T) {
+	e := newEnv(t, fakeopenstack.Options{}, nil)
+	stale := e.cloud.AddPort(fakeopenstack.NetPrivate, "bosun-agent-1-default", "10.0.0.70")
+	foreign := e.cloud.AddPort(fakeopenstack.NetPrivate, "someone-elses", "10.0.0.71")
+	if _, _, err := e.cpi.CreateVM(context.Background(), spec(mustStemcell(t, e), `{"instance_type":"m1.small"}`, cpi.Networks{"default": manualNet("10.0.0.70")})); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := e.cpi.CreateVM(context.Background(), spec(mustStemcell(t, e), `{"instance_type":"m1.small"}`, cpi.Networks{"default": manualNet("10.0.0.71")}))
+	wantCPIError(t, err, cpi.VMCreationFailed, true, "10.0.0.71 already allocated")
+	ids := map[string]bool{}
+	for _, p := range e.cloud.Ports() {
+		ids[p.ID] = true
+	}
+	if ids[stale] || !ids[foreign] {
+		t.Errorf("ports = %v: want the stale one of ours gone and the foreign one kept", ids)
 	}
 }
 

@@ -60,6 +60,7 @@ type vmRequest struct {
 	sgNames   []string // for the server (dynamic networks)
 	sgIDs     []string // for the ports we create
 	bootFromV bool
+	manual    int // how many manual networks
 }
 
 // CreateVM implements cpi.CPI.
@@ -95,6 +96,17 @@ func (c *CPI) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Net
 	}
 	if spec.AgentID == "" {
 		return fail(false, nil, "no agent id given")
+	}
+	manual := 0
+	for _, n := range spec.Networks {
+		if n.Type == "manual" || n.Type == "" {
+			manual++
+		}
+	}
+	req.manual = manual
+	if manual > 1 && c.cfg.ConfigDrive == "" {
+		// Without DHCP the agent can only read its static settings from a config drive.
+		return fail(false, nil, "%d manual networks need config_drive (cdrom or disk) in the CPI's config", manual)
 	}
 	if req.props.InstanceType == "" {
 		return fail(false, nil, "vm cloud_properties lack instance_type (the flavor name)")
@@ -261,18 +273,15 @@ func (c *CPI) createIn(ctx context.Context, api *services, req vmRequest, az str
 		return ok
 	}
 
-	manual := 0
-	for _, n := range spec.Networks {
-		if n.Type == "manual" || n.Type == "" {
-			manual++
-		}
-	}
-	useDHCP := c.cfg.useDHCP() && manual <= 1
+	useDHCP := c.cfg.useDHCP() && req.manual <= 1
 	var serverNets []servers.Network
 	for _, netName := range slices.Sorted(maps.Keys(spec.Networks)) {
 		n, np := spec.Networks[netName], req.nets[netName]
 		switch n.Type {
 		case "manual", "":
+			if err := c.deleteStalePort(ctx, api, np.NetID, n.IP); err != nil {
+				return "", nil, cleanPorts(), fmt.Errorf("network %q: %w", netName, err)
+			}
 			opts := ports.CreateOpts{NetworkID: np.NetID, Name: portPrefix + spec.AgentID + "-" + netName,
 				FixedIPs: []ports.IP{{IPAddress: n.IP}}}
 			if len(req.sgIDs) > 0 {
@@ -427,6 +436,33 @@ func (c *CPI) createIn(ctx context.Context, api *services, req vmRequest, az str
 	}
 	c.log.Info("created VM", "vm_cid", vm, "agent_id", spec.AgentID, "instance", cpi.InstanceFrom(ctx), "az", az)
 	return vm, nets, false, nil
+}
+
+// deleteStalePort removes an unbound port of ours holding ip: what a create_vm
+// interrupted between making the port and the server leaves, and what would
+// otherwise keep the address from the VM that now asks for it.
+func (c *CPI) deleteStalePort(ctx context.Context, api *services, netID, ip string) error {
+	if ip == "" {
+		return nil
+	}
+	pages, err := ports.List(api.network, ports.ListOpts{NetworkID: netID, FixedIPs: []ports.FixedIPOpts{{IPAddress: ip}}}).AllPages(ctx)
+	if err != nil {
+		return apiErr("neutron list ports", err)
+	}
+	found, err := ports.ExtractPorts(pages)
+	if err != nil {
+		return apiErr("neutron list ports", err)
+	}
+	for _, p := range found {
+		if p.DeviceID != "" || !strings.HasPrefix(p.Name, portPrefix) {
+			continue // in use, or not ours: the create will say so
+		}
+		c.log.Info("deleting a stale port left by an interrupted create_vm", "port", p.ID, "ip", ip)
+		if err := ports.Delete(ctx, api.network, p.ID).ExtractErr(); err != nil && !isNotFound(err) {
+			return apiErr("neutron delete stale port "+p.ID, err)
+		}
+	}
+	return nil
 }
 
 func listPorts(ctx context.Context, api *services, serverID string) ([]ports.Port, error) {

@@ -285,6 +285,16 @@ func (c *Cloud) AddImage(name, status string) string {
 	return id
 }
 
+// AddPort makes an unbound port holding ip on network netID, as a create_vm
+// interrupted after making its port leaves one.
+func (c *Cloud) AddPort(netID, name, ip string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := &Port{ID: newID(), Name: name, NetworkID: netID, MAC: mac(), IP: ip}
+	c.ports[p.ID] = p
+	return p.ID
+}
+
 // Servers returns every server not yet gone.
 func (c *Cloud) Servers() []Server {
 	c.mu.Lock()

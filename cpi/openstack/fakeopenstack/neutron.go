@@ -88,6 +88,9 @@ func (c *Cloud) listPorts(w http.ResponseWriter, r *http.Request) {
 		if q.Has("device_id") && p.DeviceID != q.Get("device_id") || q.Has("network_id") && p.NetworkID != q.Get("network_id") {
 			continue
 		}
+		if f := q.Get("fixed_ips"); f != "" && f != "ip_address="+p.IP {
+			continue
+		}
 		out = append(out, p.view(c.network(p.NetworkID).SubnetID))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ports": out})
