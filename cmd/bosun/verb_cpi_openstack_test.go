@@ -21,8 +21,7 @@ func TestCPIServeOpenStack(t *testing.T) {
 		}
 		return p
 	}
-	good := write("cpi.json", `{"auth_url":"`+cloud.AuthURL()+`","username":"`+fakeopenstack.Username+`","api_key":"`+fakeopenstack.Password+
-		`","domain":"`+fakeopenstack.Domain+`","project":"`+fakeopenstack.Project+`","region":"`+fakeopenstack.Region+`","wait_resource_poll_interval":0.01}`)
+	good := write("cpi.json", string(cloud.ConfigJSON()))
 	wrongKey := write("wrong.json", strings.Replace(string(mustRead(good)), fakeopenstack.Password, "not-the-password", 1))
 	typo := write("typo.json", `{"auth_url":"https://k","username":"u","api_key":"hunter2","project":"p","regoin":"x"}`)
 	tests := []struct {

@@ -161,6 +161,10 @@ func (c *CPI) AttachDisk(ctx context.Context, vm cpi.VMCID, disk cpi.DiskCID) (c
 	}
 	for _, a := range v.Attachments {
 		if a.ServerID == s.ID {
+			// Attached, or still attaching after an interrupted call: done once in-use.
+			if err := c.waitVolume(ctx, api, v.ID, "in-use", 0); err != nil {
+				return cpi.DiskHint{}, c.errf(ctx, method, string(disk), cpi.CloudError, false, err, "")
+			}
 			return cpi.DiskHint{Path: a.Device, VolumeID: v.ID}, nil
 		}
 		return cpi.DiskHint{}, c.errf(ctx, method, string(disk), cpi.CloudError, false, nil, "disk is attached to another VM, %s", a.ServerID)

@@ -210,6 +210,16 @@ func (c *Cloud) URL() string { return c.srv.URL }
 // AuthURL is Keystone's URL, unversioned as operators usually give it.
 func (c *Cloud) AuthURL() string { return c.srv.URL + "/identity" }
 
+// ConfigJSON is an OpenStack CPI config (openstack.ParseConfig, `bosun cpi serve
+// openstack --config`) for this cloud, polling fast as a test wants.
+func (c *Cloud) ConfigJSON() []byte {
+	b, _ := json.Marshal(map[string]any{"auth_url": c.AuthURL(), "username": Username, "api_key": Password,
+		"domain": Domain, "project": Project, "region": Region, "default_key_name": KeyPair,
+		"default_security_groups": []string{"default"}, "wait_resource_poll_interval": 0.005, "state_timeout": 30,
+		"retry_config": map[string]any{"sleep_duration": 0.01}})
+	return b
+}
+
 // Inject adds a fault.
 func (c *Cloud) Inject(f Fault) {
 	c.mu.Lock()
