@@ -6,7 +6,8 @@
 // configuration and cloud_properties keys have its names, the agent's full settings
 // travel in Nova user_data (optionally on a config drive), light stemcells are
 // "<image id> light" so deleting one never deletes the shared image, and persistent
-// disks are attached with a /dev/sdX device hint the agent resolves.
+// disks are attached asking for the next free /dev/sdX, with the device Nova reports
+// and the volume id as the agent's hint.
 //
 // Every call that answers something other than success becomes a *cpi.Error whose
 // message names the API call, the status and the request id. 429s are retried after
