@@ -29,7 +29,7 @@ func TestCPIServe(t *testing.T) {
 		{args: []string{"cpi", "serve", "local", "--data-dir", dir}, stdin: `not json`, inStdout: `"type":"Bosh::Clouds::CpiError"`},
 		{args: []string{"cpi", "serve", "local", "--dynamic-range", "10.0.0.0/8"}, stdin: `{}`, code: 1, inStderr: "must be a prefix of 127.0.0.0/8"},
 		{args: []string{"cpi", "serve", "local", "--config", badCfg}, code: 1, inStderr: `unknown field "agnet_path"`},
-		{args: []string{"cpi", "serve", "openstack"}, code: 2, inStderr: `no built-in CPI named "openstack" (there are: local)`},
+		{args: []string{"cpi", "serve", "vsphere"}, code: 2, inStderr: `no built-in CPI named "vsphere" (there are: `},
 		{args: []string{"cpi", "serve"}, code: 2, inStderr: "serve needs the CPI's name first"},
 		{args: []string{"cpi", "launch"}, code: 2, inStderr: `unknown subcommand "launch"`},
 		{args: []string{"cpi", "serve", "local", "--help"}, inStdout: "-data-dir"},
