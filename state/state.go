@@ -207,3 +207,41 @@ var (
 	// heartbeat went stale, or it already ended.
 	ErrTaskLost = errors.New("task no longer held by this worker")
 )
+
+// Task types every director role agrees on. The reconciler handles all of them; the API and
+// the health monitor only enqueue them.
+const (
+	// TaskDeploy converges one deployment to an accepted revision (params: the reconciler's).
+	TaskDeploy = "deploy"
+	// TaskDeleteDeployment deletes every VM, disk and IP of a deployment.
+	TaskDeleteDeployment = "delete_deployment"
+	// TaskResurrect recreates unresponsive instances (params: ResurrectParams).
+	TaskResurrect = "resurrect"
+	// TaskAction runs an operator's action on instances (params: ActionParams).
+	TaskAction = "instance_action"
+)
+
+// ResurrectParams name the instances the health monitor wants recreated, and why.
+type ResurrectParams struct {
+	Instances []string `json:"instances"` // instance ids
+	Reason    string   `json:"reason"`
+}
+
+// Instance actions, as bosh recreate/restart/stop/start name them.
+const (
+	ActionRecreate = "recreate"
+	ActionRestart  = "restart"
+	ActionStop     = "stop"
+	ActionStart    = "start"
+)
+
+// ActionParams are an operator's action on a deployment, one instance group or one
+// instance (group/index or group/id).
+type ActionParams struct {
+	Action string `json:"action"`
+	Group  string `json:"group,omitempty"`
+	// Instance is an index or id within Group; empty means the whole group.
+	Instance string `json:"instance,omitempty"`
+	// Hard stops detach the VM (bosh stop --hard): the VM is deleted, the disk kept.
+	Hard bool `json:"hard,omitempty"`
+}
