@@ -34,6 +34,9 @@ func (a *Agent) diskPath(cid string) (string, error) {
 	if path == "" {
 		return "", protocol.Errorf(protocol.CodeDisk, "disk %s: hint %s names no directory; this agent mounts directory-backed disks", cid, raw)
 	}
+	// A CPI that moves the disk into the VM (the local CPI) hints with the path as the
+	// VM sees it, beneath this agent's root.
+	path = a.paths.host(path)
 	if st, err := os.Stat(path); err != nil || !st.IsDir() {
 		return "", protocol.Errorf(protocol.CodeDisk, "disk %s: %s is not a directory", cid, path)
 	}
@@ -58,6 +61,13 @@ func (a *Agent) mountDisk(_ context.Context, args []json.RawMessage) (any, error
 		return nil, protocol.Errorf(protocol.CodeDisk, "mount_disk %s: disk %s is mounted at store; unmount it first", cid, m)
 	}
 	store := a.paths.store()
+	if filepath.Clean(path) == filepath.Clean(store) {
+		// The CPI put the disk at store itself: it is mounted already.
+		if err := writeFileAtomic(filepath.Join(a.paths.boshDir(), "mounted_disk"), []byte(cid)); err != nil {
+			return nil, err
+		}
+		return map[string]any{}, nil
+	}
 	if st, err := os.Lstat(store); err == nil && st.IsDir() {
 		// An empty store directory left from before any disk is replaced; a full one is
 		// data we must not hide.
@@ -82,7 +92,9 @@ func (a *Agent) unmountDisk(_ context.Context, args []json.RawMessage) (any, err
 	if a.mountedDisk() != cid {
 		return map[string]string{"message": fmt.Sprintf("Partition of %s is not mounted", cid)}, nil
 	}
-	if err := os.Remove(a.paths.store()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if st, err := os.Lstat(a.paths.store()); err == nil && st.IsDir() {
+		// A disk the CPI placed at store itself: the CPI takes it away on detach.
+	} else if err := os.Remove(a.paths.store()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, protocol.Errorf(protocol.CodeDisk, "unmount_disk %s: %v", cid, err)
 	}
 	if err := os.Remove(filepath.Join(a.paths.boshDir(), "mounted_disk")); err != nil {

@@ -245,3 +245,22 @@ type ActionParams struct {
 	// Hard stops detach the VM (bosh stop --hard): the VM is deleted, the disk kept.
 	Hard bool `json:"hard,omitempty"`
 }
+
+// Applied is what converge last applied to an instance. Both values are JSON converge
+// owns: Fingerprint is the plan's fingerprint (the planner's Instance.Applied), Record
+// what operator actions need to stop, start or recreate the instance later.
+type Applied struct {
+	InstanceID  string          `json:"instance_id"`
+	Fingerprint json.RawMessage `json:"fingerprint,omitempty"`
+	Record      json.RawMessage `json:"record,omitempty"`
+}
+
+// CompiledPackage is a package compiled for one stemcell, kept by its compiled-package key.
+type CompiledPackage struct {
+	Key      string `json:"key"`
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Stemcell string `json:"stemcell"`
+	// Blob is the blobstore digest of the compiled package's tarball.
+	Blob string `json:"blob"`
+}

@@ -1,0 +1,764 @@
+package converge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/bosun-gitops/bosun/agent/protocol"
+	"github.com/bosun-gitops/bosun/blobstore"
+	"github.com/bosun-gitops/bosun/cpi"
+	"github.com/bosun-gitops/bosun/reconciler/plan"
+	"github.com/bosun-gitops/bosun/state"
+)
+
+// record is what converge keeps per instance (instances.apply_record) so that operator
+// actions can stop, start and recreate it later without the task that built it. Blob
+// references carry no signed URLs: those are made fresh for each call.
+type record struct {
+	Spec               protocol.ApplySpec `json:"spec"`
+	VM                 VM                 `json:"vm"`
+	Stemcell           string             `json:"stemcell_cid"`
+	StemcellAPIVersion int                `json:"stemcell_api_version,omitempty"`
+	Disk               Disk               `json:"disk"`
+	Watch              plan.WatchTime     `json:"watch"`
+}
+
+func instanceName(i state.Instance) string { return fmt.Sprintf("%s/%d (%s)", i.Group, i.Index, i.ID) }
+
+// failure turns a CPI or agent error into the rollout's failure, unless it is the
+// director's own: ctx ending.
+func failure(ctx context.Context, step string, err error) (*Failure, error) {
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	f := &Failure{Error: step + ": " + err.Error()}
+	var pe *protocol.Error
+	if errors.As(err, &pe) && (pe.Code == protocol.CodeJobFailed || pe.Code == protocol.CodeCompileFailed) {
+		f.LogTail = tail(pe.Message)
+	}
+	return f, nil
+}
+
+func networksFor(n cpi.Networks) map[string]protocol.Network {
+	out := make(map[string]protocol.Network, len(n))
+	for name, v := range n {
+		out[name] = protocol.Network{Type: v.Type, IP: v.IP, Netmask: v.Netmask, Gateway: v.Gateway, DNS: v.DNS, Default: v.Default}
+	}
+	return out
+}
+
+func ipsOf(n cpi.Networks) []string {
+	var ips []string
+	for _, name := range slices.Sorted(maps.Keys(n)) {
+		if ip := n[name].IP; ip != "" {
+			ips = append(ips, ip)
+		}
+	}
+	return ips
+}
+
+func blobRef(d blobstore.Digest) protocol.BlobRef {
+	return protocol.BlobRef{BlobstoreID: d.Hex(), SHA1: string(d)}
+}
+
+// applySpec is the instance's apply spec without signed URLs.
+func (r *run) applySpec(want Instance, nets cpi.Networks) protocol.ApplySpec {
+	spec := protocol.ApplySpec{
+		Deployment: r.t.Deployment, Name: want.Group, Index: want.Index, ID: want.ID, AZ: want.AZ,
+		Job:               protocol.JobSpec{Name: want.Group, Templates: []protocol.JobTemplate{}},
+		Packages:          map[string]protocol.PackageSpec{},
+		Networks:          networksFor(nets),
+		ConfigurationHash: want.ConfigurationHash,
+		PersistentDisk:    want.PersistentDisk.SizeMiB,
+		TemplateHashes:    want.TemplateHashes,
+	}
+	for _, j := range want.Jobs {
+		spec.Job.Templates = append(spec.Job.Templates, protocol.JobTemplate{Name: j.Name, Version: j.Version, BlobRef: blobRef(j.Blob)})
+		for _, p := range j.Packages {
+			if c, ok := r.compiled[j.Release+"/"+p]; ok {
+				spec.Packages[p] = protocol.PackageSpec{Name: p, Version: c.version, BlobRef: blobRef(c.blob)}
+			}
+		}
+	}
+	if want.RenderedTemplates != "" {
+		ref := blobRef(want.RenderedTemplates)
+		spec.RenderedTemplatesArchive = &ref
+	}
+	return spec
+}
+
+// signed returns spec with a fresh signed URL on every blob reference.
+func (e *Executor) signed(spec protocol.ApplySpec) protocol.ApplySpec {
+	s := e.cfg.Signer
+	if s == nil {
+		return spec
+	}
+	sign := func(ref protocol.BlobRef) protocol.BlobRef {
+		if d, err := blobstore.ParseDigest(ref.SHA1); err == nil {
+			ref.SignedURL = s.SignGet(d)
+		}
+		return ref
+	}
+	pkgs := make(map[string]protocol.PackageSpec, len(spec.Packages))
+	for k, p := range spec.Packages {
+		p.BlobRef = sign(p.BlobRef)
+		pkgs[k] = p
+	}
+	spec.Packages = pkgs
+	spec.Job.Templates = slices.Clone(spec.Job.Templates)
+	for i := range spec.Job.Templates {
+		spec.Job.Templates[i].BlobRef = sign(spec.Job.Templates[i].BlobRef)
+	}
+	if spec.RenderedTemplatesArchive != nil {
+		ref := sign(*spec.RenderedTemplatesArchive)
+		spec.RenderedTemplatesArchive = &ref
+	}
+	return spec
+}
+
+// update brings one instance to want: creating or recreating its VM as the plan says,
+// then its disk, then applying and starting its jobs.
+func (r *run) update(ctx context.Context, ip plan.InstancePlan, want Instance, watch plan.WatchTime) (*Failure, error) {
+	st := r.e.cfg.Store
+	cur, ok := r.instanceRow(ip.ID)
+	if !ok {
+		cur = state.Instance{ID: ip.ID, Deployment: r.t.Deployment, State: state.InstanceStarted}
+	}
+	cur.Group, cur.Index, cur.AZ, cur.Bootstrap = ip.Group, ip.Index, ip.AZ, ip.Bootstrap
+	cur, err := st.PutInstance(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	r.setInstance(cur)
+	prev := r.record(ctx, ip.ID)
+	rec := record{VM: want.VM, Stemcell: r.stemcell, StemcellAPIVersion: r.t.Stemcell.APIVersion, Disk: want.PersistentDisk, Watch: watch}
+	fp, _ := json.Marshal(ip.Applied)
+	if cur.State == state.InstanceDetached {
+		// A hard-stopped instance stays without a VM; it gets this spec when started.
+		rec.Spec = r.applySpec(want, want.VM.Networks)
+		b, _ := json.Marshal(rec)
+		return nil, st.SetApplied(ctx, state.Applied{InstanceID: cur.ID, Fingerprint: fp, Record: b})
+	}
+	ctx = cpi.WithInstance(ctx, instanceName(cur))
+	in := &inst{r: r, cur: cur}
+
+	hasVM, f, err := in.vmExists(ctx)
+	if f != nil || err != nil {
+		return f, err
+	}
+	recreate := hasVM && ip.Action == plan.Recreate && (ip.VMCID == "" || ip.VMCID == cur.VMCID)
+	nets := want.VM.Networks
+	if prev != nil && hasVM && !recreate && len(prev.Spec.Networks) > 0 {
+		nets = prevNetworks(prev, want.VM.Networks)
+	}
+	if hasVM {
+		next := r.applySpec(want, nets)
+		if recreate {
+			in.shutdown(ctx, "shutdown", nil)
+		} else {
+			if f, err := in.drainStop(ctx, "update", &next); f != nil || err != nil {
+				return f, err
+			}
+		}
+	}
+	if recreate {
+		if f, err := in.detachDisk(ctx, true); f != nil || err != nil {
+			return f, err
+		}
+		if f, err := in.deleteVM(ctx); f != nil || err != nil {
+			return f, err
+		}
+		hasVM = false
+	}
+	newVM := false
+	if !hasVM {
+		created, f, err := in.createVM(ctx, want.VM, r.stemcell, r.t.Stemcell.APIVersion)
+		if f != nil || err != nil {
+			return f, err
+		}
+		nets, newVM = created, true
+	}
+	if f, err := in.disk(ctx, ip, want.PersistentDisk, newVM); f != nil || err != nil {
+		return f, err
+	}
+	rec.Spec = r.applySpec(want, nets)
+	if f, err := in.applyStart(ctx, rec.Spec, watch, cur.State != state.InstanceStopped); f != nil || err != nil {
+		return f, err
+	}
+	b, _ := json.Marshal(rec)
+	return nil, st.SetApplied(ctx, state.Applied{InstanceID: cur.ID, Fingerprint: fp, Record: b})
+}
+
+// prevNetworks keeps the addresses the running VM has (dynamic ones the cloud chose).
+func prevNetworks(prev *record, want cpi.Networks) cpi.Networks {
+	out := cpi.Networks{}
+	for name, n := range want {
+		if p, ok := prev.Spec.Networks[name]; ok && n.IP == "" {
+			n.IP, n.Netmask, n.Gateway = p.IP, p.Netmask, p.Gateway
+		}
+		out[name] = n
+	}
+	return out
+}
+
+// record returns the instance's stored record, or nil.
+func (r *run) record(ctx context.Context, id string) *record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.records[id]
+}
+
+// inst is one instance being worked on; cur follows what the store holds.
+type inst struct {
+	r   *run
+	cur state.Instance
+}
+
+func (in *inst) e() *Executor { return in.r.e }
+
+func (in *inst) save(ctx context.Context) error {
+	if in.cur.ID == "" {
+		return nil // a compilation VM has no instance row
+	}
+	cur, err := in.e().cfg.Store.PutInstance(ctx, in.cur)
+	if err != nil {
+		return err
+	}
+	in.cur = cur
+	in.r.setInstance(cur)
+	return nil
+}
+
+// vmExists reports whether the instance's VM is there; a VM the cloud lost is forgotten.
+func (in *inst) vmExists(ctx context.Context) (bool, *Failure, error) {
+	if in.cur.VMCID == "" {
+		return false, nil, nil
+	}
+	ok, err := in.e().cfg.CPI.HasVM(ctx, cpi.VMCID(in.cur.VMCID))
+	if err != nil {
+		f, err := failure(ctx, "has_vm", err)
+		return false, f, err
+	}
+	if ok {
+		return true, nil, nil
+	}
+	in.e().cfg.Log.Warn("VM is gone; forgetting it", "instance", instanceName(in.cur), "vm_cid", in.cur.VMCID)
+	if err := in.e().cfg.Store.DeleteVM(ctx, in.cur.VMCID); err != nil {
+		return false, nil, err
+	}
+	in.cur.VMCID, in.cur.AgentID = "", ""
+	return false, nil, in.save(ctx)
+}
+
+// responsive reports whether the agent answers a ping soon.
+func (in *inst) responsive(ctx context.Context) bool {
+	if in.cur.AgentID == "" {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return in.e().cfg.Agents.Ping(pctx, in.cur.AgentID) == nil
+}
+
+// drainStop drains and stops the jobs, failing the instance when either fails.
+func (in *inst) drainStop(ctx context.Context, kind string, next *protocol.ApplySpec) (*Failure, error) {
+	a := in.e().cfg.Agents
+	wait, err := a.Drain(ctx, in.cur.AgentID, kind, next)
+	if err != nil {
+		return failure(ctx, "drain", err)
+	}
+	if err := in.drainWait(ctx, wait); err != nil {
+		return nil, err
+	}
+	if err := a.Stop(ctx, in.cur.AgentID); err != nil {
+		return failure(ctx, "stop", err)
+	}
+	return nil, nil
+}
+
+// drainWait honours a drain script's answer: seconds to wait (negative: dynamic drain,
+// which this director treats as a plain wait).
+func (in *inst) drainWait(ctx context.Context, secs int) error {
+	if secs < 0 {
+		secs = -secs
+	}
+	d := min(time.Duration(secs)*time.Second, in.e().cfg.MaxDrainWait)
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// shutdown drains and stops the jobs of a VM about to go, as far as its agent answers:
+// an unresponsive agent must not keep its VM from being replaced.
+func (in *inst) shutdown(ctx context.Context, kind string, next *protocol.ApplySpec) {
+	if !in.responsive(ctx) {
+		return
+	}
+	if f, err := in.drainStop(ctx, kind, next); f != nil || err != nil {
+		in.e().cfg.Log.Warn("jobs not stopped cleanly before the VM goes", "instance", instanceName(in.cur), "failure", f, "err", err)
+	}
+}
+
+// createVM creates the instance's VM under a write-ahead intent and waits for its agent.
+// The agent id doubles as the intent's request id, so Recover can find the VM by it even
+// if the director dies before tagging it.
+func (in *inst) createVM(ctx context.Context, vm VM, stemcell string, apiVersion int) (cpi.Networks, *Failure, error) {
+	e := in.e()
+	agentID := e.cfg.NewID()
+	settings, err := e.cfg.Settings(agentID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent settings for %s: %w", instanceName(in.cur), err)
+	}
+	settings.AgentID = agentID
+	settings.Networks = vm.Networks
+	if len(vm.Env) > 0 {
+		settings.Env = vm.Env
+	}
+	spec := cpi.VMSpec{AgentID: agentID, Stemcell: cpi.StemcellCID(stemcell), StemcellAPIVersion: apiVersion,
+		CloudProperties: vm.CloudProperties, Networks: vm.Networks, Env: vm.Env, Settings: settings}
+	if in.cur.DiskCID != "" {
+		spec.DiskCIDs = []cpi.DiskCID{cpi.DiskCID(in.cur.DiskCID)}
+	}
+	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentCreateVM,
+		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: agentID})
+	if err != nil {
+		return nil, nil, err
+	}
+	cid, nets, err := e.cfg.CPI.CreateVM(ctx, spec)
+	if err != nil {
+		if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, "", err); cerr != nil {
+			return nil, nil, cerr
+		}
+		f, err := failure(ctx, "create_vm", err)
+		return nil, f, err
+	}
+	if nets == nil {
+		nets = vm.Networks
+	}
+	md := in.metadata(agentID)
+	// The VM is recorded before the intent completes: a crash in between leaves a
+	// pending intent whose VM the instance already names, and Recover adopts it.
+	if err := e.cfg.Store.PutVM(ctx, state.VM{CID: string(cid), Deployment: in.cur.Deployment, InstanceID: in.cur.ID,
+		AgentID: agentID, IPs: ipsOf(nets), CPI: e.cfg.CPIName, Stemcell: stemcell, Metadata: md}); err != nil {
+		return nil, nil, err
+	}
+	in.cur.VMCID, in.cur.AgentID, in.cur.IPs = string(cid), agentID, ipsOf(nets)
+	if err := in.save(ctx); err != nil {
+		return nil, nil, err
+	}
+	if err := e.cfg.Store.CompleteIntent(ctx, intent.ID, string(cid), nil); err != nil {
+		return nil, nil, err
+	}
+	if err := cpi.SetVMMetadata(ctx, e.cfg.CPI, cid, md); err != nil && !errors.Is(err, cpi.ErrNotImplemented) {
+		e.cfg.Log.Warn("VM metadata not set", "vm_cid", cid, "err", err)
+	}
+	if f, err := in.waitAgent(ctx); f != nil || err != nil {
+		return nil, f, err
+	}
+	return nets, nil, nil
+}
+
+func (in *inst) metadata(requestID string) cpi.Metadata {
+	return cpi.Metadata{
+		"director":         in.e().cfg.DirectorName,
+		"deployment":       in.cur.Deployment,
+		"instance_group":   in.cur.Group,
+		"job":              in.cur.Group,
+		"id":               in.cur.ID,
+		"index":            fmt.Sprint(in.cur.Index),
+		"name":             fmt.Sprintf("%s/%s", in.cur.Group, in.cur.ID),
+		"created_at":       time.Now().UTC().Format(time.RFC3339),
+		metadataRequestKey: requestID,
+	}
+}
+
+// metadataRequestKey names the write-ahead intent's request id in VM metadata.
+const metadataRequestKey = "bosun_request_id"
+
+// waitAgent waits until a new VM's agent answers.
+func (in *inst) waitAgent(ctx context.Context) (*Failure, error) {
+	deadline := time.Now().Add(in.e().cfg.AgentWait)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := in.e().cfg.Agents.Ping(pctx, in.cur.AgentID)
+		cancel()
+		if err == nil {
+			return nil, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return &Failure{Error: fmt.Sprintf("agent %s on VM %s did not answer within %s: %v", in.cur.AgentID, in.cur.VMCID, in.e().cfg.AgentWait, err)}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// deleteVM deletes the instance's VM under a write-ahead intent and forgets it.
+func (in *inst) deleteVM(ctx context.Context) (*Failure, error) {
+	if in.cur.VMCID == "" {
+		return nil, nil
+	}
+	if f, err := in.e().deleteVM(ctx, in.r.task, in.cur.Deployment, in.cur.ID, in.cur.VMCID); f != nil || err != nil {
+		return f, err
+	}
+	in.cur.VMCID, in.cur.AgentID, in.cur.IPs = "", "", nil
+	return nil, in.save(ctx)
+}
+
+func (e *Executor) deleteVM(ctx context.Context, task int64, deployment, instanceID, cid string) (*Failure, error) {
+	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: task, Kind: state.IntentDeleteVM,
+		Deployment: deployment, InstanceID: instanceID, RequestID: e.cfg.NewID(), CloudCID: cid})
+	if err != nil {
+		return nil, err
+	}
+	err = e.cfg.CPI.DeleteVM(ctx, cpi.VMCID(cid))
+	if errors.Is(err, cpi.ErrVMNotFound) {
+		err = nil
+	}
+	if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, cid, err); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return failure(ctx, "delete_vm", err)
+	}
+	return nil, e.cfg.Store.DeleteVM(ctx, cid)
+}
+
+// disk makes the instance's persistent disk what want says and mounts it.
+func (in *inst) disk(ctx context.Context, ip plan.InstancePlan, want Disk, newVM bool) (*Failure, error) {
+	r := in.r
+	switch {
+	case want.SizeMiB <= 0 && in.cur.DiskCID == "":
+		return nil, nil
+	case want.SizeMiB <= 0:
+		if !newVM {
+			if f, err := in.detachDisk(ctx, false); f != nil || err != nil {
+				return f, err
+			}
+		}
+		return in.deleteDisk(ctx, in.cur.DiskCID)
+	case in.cur.DiskCID == "":
+		if f, err := in.createDisk(ctx, want); f != nil || err != nil {
+			return f, err
+		}
+		return in.attachDisk(ctx)
+	}
+	r.mu.Lock()
+	d, known := r.disks[in.cur.DiskCID]
+	r.mu.Unlock()
+	if (known && d.SizeMB != want.SizeMiB) || ip.Disk == plan.DiskResize || ip.Disk == plan.DiskMigrate {
+		if known && d.SizeMB > want.SizeMiB || ip.Disk == plan.DiskMigrate {
+			return &Failure{Error: fmt.Sprintf("persistent disk %s: moving data to a new disk (%d MiB → %d MiB) is not supported yet; only growing in place is",
+				in.cur.DiskCID, d.SizeMB, want.SizeMiB)}, nil
+		}
+		if !newVM {
+			if f, err := in.detachDisk(ctx, false); f != nil || err != nil {
+				return f, err
+			}
+		}
+		if err := cpi.ResizeDisk(ctx, in.e().cfg.CPI, cpi.DiskCID(in.cur.DiskCID), want.SizeMiB); err != nil {
+			if f, ferr := failure(ctx, "resize_disk", err); f != nil || ferr != nil {
+				return f, ferr
+			}
+		}
+		d.CID, d.Deployment, d.InstanceID, d.SizeMB, d.CPI, d.Active = in.cur.DiskCID, in.cur.Deployment, in.cur.ID, want.SizeMiB, in.e().cfg.CPIName, true
+		if err := in.e().cfg.Store.PutDisk(ctx, d); err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		r.disks[d.CID] = d
+		r.mu.Unlock()
+		return in.attachDisk(ctx)
+	}
+	if newVM || !in.attached(ctx) {
+		return in.attachDisk(ctx)
+	}
+	return nil, nil
+}
+
+// attached reports whether the instance's disk is attached to its VM, as far as the CPI
+// can tell; without get_disks an existing VM is taken to hold it.
+func (in *inst) attached(ctx context.Context) bool {
+	disks, err := cpi.GetDisks(ctx, in.e().cfg.CPI, cpi.VMCID(in.cur.VMCID))
+	if err != nil {
+		return true
+	}
+	return slices.Contains(disks, cpi.DiskCID(in.cur.DiskCID))
+}
+
+func (in *inst) createDisk(ctx context.Context, want Disk) (*Failure, error) {
+	e := in.e()
+	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentCreateDisk,
+		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID()})
+	if err != nil {
+		return nil, err
+	}
+	cid, err := e.cfg.CPI.CreateDisk(ctx, want.SizeMiB, want.CloudProperties, cpi.VMCID(in.cur.VMCID))
+	if err != nil {
+		if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, "", err); cerr != nil {
+			return nil, cerr
+		}
+		return failure(ctx, "create_disk", err)
+	}
+	d := state.Disk{CID: string(cid), Deployment: in.cur.Deployment, InstanceID: in.cur.ID, SizeMB: want.SizeMiB, CPI: e.cfg.CPIName, Active: true}
+	if err := e.cfg.Store.PutDisk(ctx, d); err != nil {
+		return nil, err
+	}
+	in.r.mu.Lock()
+	in.r.disks[d.CID] = d
+	in.r.mu.Unlock()
+	in.cur.DiskCID = string(cid)
+	if err := in.save(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.cfg.Store.CompleteIntent(ctx, intent.ID, string(cid), nil); err != nil {
+		return nil, err
+	}
+	md := in.metadata(intent.RequestID)
+	delete(md, "index")
+	if err := cpi.SetDiskMetadata(ctx, e.cfg.CPI, cid, md); err != nil && !errors.Is(err, cpi.ErrNotImplemented) {
+		e.cfg.Log.Warn("disk metadata not set", "disk_cid", cid, "err", err)
+	}
+	return nil, nil
+}
+
+// attachDisk attaches the instance's disk to its VM, tells the agent and mounts it.
+func (in *inst) attachDisk(ctx context.Context) (*Failure, error) {
+	e := in.e()
+	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentAttachDisk,
+		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID(), CloudCID: in.cur.DiskCID})
+	if err != nil {
+		return nil, err
+	}
+	hint, err := e.cfg.CPI.AttachDisk(ctx, cpi.VMCID(in.cur.VMCID), cpi.DiskCID(in.cur.DiskCID))
+	if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, in.cur.DiskCID, err); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return failure(ctx, "attach_disk", err)
+	}
+	if _, err := e.cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodAddPersistentDisk, in.cur.DiskCID, hint); err != nil && !protocol.IsUnknownMethod(err) {
+		return failure(ctx, "add_persistent_disk", err)
+	}
+	if err := e.cfg.Agents.MountDisk(ctx, in.cur.AgentID, in.cur.DiskCID); err != nil {
+		return failure(ctx, "mount_disk", err)
+	}
+	return nil, nil
+}
+
+// detachDisk unmounts and detaches the instance's disk. bestEffort skips the agent when
+// it does not answer (a VM about to be replaced).
+func (in *inst) detachDisk(ctx context.Context, bestEffort bool) (*Failure, error) {
+	if in.cur.DiskCID == "" || in.cur.VMCID == "" {
+		return nil, nil
+	}
+	e := in.e()
+	if !bestEffort || in.responsive(ctx) {
+		if err := e.cfg.Agents.UnmountDisk(ctx, in.cur.AgentID, in.cur.DiskCID); err != nil && !bestEffort {
+			return failure(ctx, "unmount_disk", err)
+		}
+	}
+	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentDetachDisk,
+		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID(), CloudCID: in.cur.DiskCID})
+	if err != nil {
+		return nil, err
+	}
+	err = e.cfg.CPI.DetachDisk(ctx, cpi.VMCID(in.cur.VMCID), cpi.DiskCID(in.cur.DiskCID))
+	if errors.Is(err, cpi.ErrDiskNotAttached) || errors.Is(err, cpi.ErrVMNotFound) {
+		err = nil
+	}
+	if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, in.cur.DiskCID, err); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return failure(ctx, "detach_disk", err)
+	}
+	if !bestEffort || in.responsive(ctx) {
+		if _, err := e.cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodRemovePersistentDisk, in.cur.DiskCID); err != nil && !protocol.IsUnknownMethod(err) {
+			e.cfg.Log.Warn("agent not told of the detached disk", "instance", instanceName(in.cur), "err", err)
+		}
+	}
+	return nil, nil
+}
+
+// deleteDisk deletes a detached disk of the instance under a write-ahead intent.
+func (in *inst) deleteDisk(ctx context.Context, cid string) (*Failure, error) {
+	if f, err := in.e().deleteDisk(ctx, in.r.task, in.cur.Deployment, in.cur.ID, cid); f != nil || err != nil {
+		return f, err
+	}
+	in.r.mu.Lock()
+	delete(in.r.disks, cid)
+	in.r.mu.Unlock()
+	if in.cur.DiskCID == cid {
+		in.cur.DiskCID = ""
+		return nil, in.save(ctx)
+	}
+	return nil, nil
+}
+
+func (e *Executor) deleteDisk(ctx context.Context, task int64, deployment, instanceID, cid string) (*Failure, error) {
+	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: task, Kind: state.IntentDeleteDisk,
+		Deployment: deployment, InstanceID: instanceID, RequestID: e.cfg.NewID(), CloudCID: cid})
+	if err != nil {
+		return nil, err
+	}
+	err = e.cfg.CPI.DeleteDisk(ctx, cpi.DiskCID(cid))
+	if errors.Is(err, cpi.ErrDiskNotFound) {
+		err = nil
+	}
+	if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, cid, err); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return failure(ctx, "delete_disk", err)
+	}
+	return nil, e.cfg.Store.DeleteDisk(ctx, cid)
+}
+
+// applyStart applies spec and, when start is set, runs pre-start, starts the jobs, waits
+// for them to run within the watch time and runs post-start; the instance is recorded
+// as it ends up.
+func (in *inst) applyStart(ctx context.Context, spec protocol.ApplySpec, watch plan.WatchTime, start bool) (*Failure, error) {
+	a := in.e().cfg.Agents
+	id := in.cur.AgentID
+	if err := a.Apply(ctx, id, in.e().signed(spec)); err != nil {
+		return failure(ctx, "apply", err)
+	}
+	if !start {
+		in.r.setState(in.cur.ID, "stopped")
+		return nil, in.save(ctx)
+	}
+	if err := a.RunScript(ctx, id, "pre-start", nil); err != nil {
+		f, ferr := failure(ctx, "pre-start", err)
+		if f != nil {
+			f.Process = "pre-start"
+		}
+		return f, ferr
+	}
+	if err := a.Start(ctx, id); err != nil {
+		return failure(ctx, "start", err)
+	}
+	if f, err := in.waitRunning(ctx, watch); f != nil || err != nil {
+		return f, err
+	}
+	if err := a.RunScript(ctx, id, "post-start", nil); err != nil {
+		f, ferr := failure(ctx, "post-start", err)
+		if f != nil {
+			f.Process = "post-start"
+		}
+		return f, ferr
+	}
+	in.cur.State = state.InstanceStarted
+	in.r.setState(in.cur.ID, "running")
+	return nil, in.save(ctx)
+}
+
+// waitRunning waits the watch time's minimum, then polls until every process runs or
+// the maximum passes.
+func (in *inst) waitRunning(ctx context.Context, watch plan.WatchTime) (*Failure, error) {
+	start := time.Now()
+	minWait, maxWait := time.Duration(watch.Min)*time.Millisecond, time.Duration(watch.Max)*time.Millisecond
+	maxWait = max(maxWait, minWait)
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(minWait):
+	}
+	var last protocol.State
+	var lastErr error
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := in.e().cfg.Agents.GetState(sctx, in.cur.AgentID, false)
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err == nil && st.JobState == protocol.JobRunning {
+			return nil, nil
+		}
+		if err == nil {
+			last = st
+		}
+		lastErr = err
+		if time.Since(start) >= maxWait {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(in.e().cfg.PollInterval):
+		}
+	}
+	f := &Failure{}
+	if lastErr != nil && last.JobState == "" {
+		f.Error = fmt.Sprintf("get_state: %v", lastErr)
+		return f, nil
+	}
+	f.Error = fmt.Sprintf("jobs are %s, not running, after %s", last.JobState, maxWait)
+	for _, p := range last.Processes {
+		if p.State != protocol.JobRunning {
+			f.Process = p.Name
+			if p.Job != "" && p.Job != p.Name {
+				f.Process = p.Job + "/" + p.Name
+			}
+			f.Error = fmt.Sprintf("process %s is %s, not running, after %s", f.Process, p.State, maxWait)
+			f.LogTail = p.LogTail
+			break
+		}
+	}
+	return f, nil
+}
+
+// deleteInstance stops an instance's jobs, deletes its VM and disks and forgets it.
+func (r *run) deleteInstance(ctx context.Context, id string) (*Failure, error) {
+	cur, ok := r.instanceRow(id)
+	if !ok {
+		return nil, nil
+	}
+	ctx = cpi.WithInstance(ctx, instanceName(cur))
+	in := &inst{r: r, cur: cur}
+	if cur.VMCID != "" {
+		in.shutdown(ctx, "shutdown", nil)
+		if f, err := in.deleteVM(ctx); f != nil || err != nil {
+			return f, err
+		}
+	}
+	r.mu.Lock()
+	var disks []string
+	for cid, d := range r.disks {
+		if d.InstanceID == id || cid == in.cur.DiskCID {
+			disks = append(disks, cid)
+		}
+	}
+	r.mu.Unlock()
+	slices.Sort(disks)
+	for _, cid := range disks {
+		if f, err := in.deleteDisk(ctx, cid); f != nil || err != nil {
+			return f, err
+		}
+	}
+	if err := r.e.cfg.Store.DeleteInstance(ctx, id); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	delete(r.current, id)
+	r.mu.Unlock()
+	return nil, nil
+}
