@@ -69,7 +69,9 @@ func (r *run) event(ev state.TaskEvent) error {
 	if r.emit == nil || r.emitErr != nil {
 		return r.emitErr
 	}
-	ev.TaskID = r.task
+	if r.task != 0 {
+		ev.TaskID = r.task
+	}
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}

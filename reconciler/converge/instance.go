@@ -337,7 +337,12 @@ func (in *inst) createVM(ctx context.Context, vm VM, stemcell string, apiVersion
 	}
 	cid, nets, err := e.cfg.CPI.CreateVM(ctx, spec)
 	if err != nil {
-		if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, "", err); cerr != nil {
+		// A failed call may still have made a VM (a timeout after the cloud acted): remove
+		// any VM carrying this agent id before calling the intent settled; when that
+		// cannot be done now the intent stays pending for Recover.
+		if serr := e.removeStray(context.WithoutCancel(ctx), agentID); serr != nil {
+			e.cfg.Log.Warn("after a failed create_vm, stray VMs could not be checked; Recover will", "agent_id", agentID, "err", serr)
+		} else if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, "", err); cerr != nil {
 			return nil, nil, cerr
 		}
 		f, err := failure(ctx, "create_vm", err)
@@ -761,4 +766,23 @@ func (r *run) deleteInstance(ctx context.Context, id string) (*Failure, error) {
 	delete(r.current, id)
 	r.mu.Unlock()
 	return nil, nil
+}
+
+// removeStray deletes every VM the CPI lists under agentID.
+func (e *Executor) removeStray(ctx context.Context, agentID string) error {
+	vms, err := cpi.ListVMs(ctx, e.cfg.CPI)
+	if errors.Is(err, cpi.ErrNotImplemented) {
+		return nil // nothing more can be known
+	}
+	if err != nil {
+		return err
+	}
+	for _, vm := range vms {
+		if vm.AgentID == agentID || vm.Metadata[metadataRequestKey] == agentID {
+			if err := e.cfg.CPI.DeleteVM(ctx, vm.CID); err != nil && !errors.Is(err, cpi.ErrVMNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
 }
