@@ -1,0 +1,426 @@
+package converge_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bosun-gitops/bosun/cpi"
+	"github.com/bosun-gitops/bosun/cpi/cpitest"
+	"github.com/bosun-gitops/bosun/reconciler/converge"
+	"github.com/bosun-gitops/bosun/state"
+)
+
+func TestCreateThenNothingChanges(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	h, fake, agents := newFakeHarness(t, nil)
+	res := h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 100})
+	if res.Failure != nil {
+		t.Fatalf("failure: %+v", res.Failure)
+	}
+	if res.Created != 2 || len(res.Instances) != 2 {
+		t.Fatalf("result %+v, want 2 created instances", res)
+	}
+	for _, in := range res.Instances {
+		if in.State != "running" || in.VMCID == "" || len(in.IPs) != 1 {
+			t.Errorf("instance %+v", in)
+		}
+	}
+	if n := fake.Calls("create_stemcell"); n != 1 {
+		t.Errorf("create_stemcell called %d times", n)
+	}
+	if agents.compiled != 2 {
+		t.Errorf("compiled %d packages, want 2", agents.compiled)
+	}
+	if len(fake.Disks()) != 2 {
+		t.Errorf("disks %+v, want 2", fake.Disks())
+	}
+	h.checkNoOrphans(ctx)
+	before := h.vmCIDs(ctx)
+
+	// The same manifest again: the plan is empty and nothing is called.
+	agents.resetCalls()
+	creates := fake.Calls("create_vm")
+	tk := h.task(ctx, spec{instances: 2, greeting: "hi", diskMiB: 100})
+	if !tk.Plan.Empty() {
+		t.Fatalf("second plan is not empty:\n%v", tk.Plan)
+	}
+	res, err := h.exec.Run(ctx, tk, h.emit)
+	if err != nil || res.Failure != nil {
+		t.Fatalf("second run: %v, %+v", err, res.Failure)
+	}
+	if res.Unchanged != 2 || res.Created+res.Updated+res.Recreated != 0 {
+		t.Errorf("second result %+v", res)
+	}
+	if fake.Calls("create_vm") != creates || fake.Calls("create_stemcell") != 1 || agents.compiled != 2 {
+		t.Errorf("second run called the cloud or compiled: create_vm %d→%d, compiled %d", creates, fake.Calls("create_vm"), agents.compiled)
+	}
+	if got := h.vmCIDs(ctx); !equalMaps(got, before) {
+		t.Errorf("VMs changed: %v → %v", before, got)
+	}
+	if len(agents.callsOf("apply")) != 0 {
+		t.Errorf("second run applied: %v", agents.callsOf("apply"))
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPropertyUpdateCanaryFirst(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	h, fake, agents := newFakeHarness(t, nil)
+	h.deploy(ctx, spec{instances: 3, greeting: "hi"})
+	before := h.vmCIDs(ctx)
+	h.takeEvents()
+	agents.resetCalls()
+	res := h.deploy(ctx, spec{instances: 3, greeting: "hola", inFlight: "1"})
+	if res.Failure != nil || res.Updated != 3 {
+		t.Fatalf("result %+v, failure %+v", res, res.Failure)
+	}
+	checkCanaryFirst(t, h.takeEvents())
+	if got := h.vmCIDs(ctx); !equalMaps(got, before) {
+		t.Errorf("an update recreated VMs: %v → %v", before, got)
+	}
+	// Every instance was drained, stopped, applied and started, in that order.
+	for _, name := range []string{"web/0", "web/1", "web/2"} {
+		var seq []string
+		for _, c := range agents.calls {
+			m, n, _ := strings.Cut(c, " ")
+			if n == name && m != "ping" && m != "get_state" {
+				seq = append(seq, m)
+			}
+		}
+		want := []string{"drain", "stop", "apply", "pre-start", "start", "post-start", "post-deploy"}
+		if !slices.Equal(seq, want) {
+			t.Errorf("%s calls %v, want %v", name, seq, want)
+		}
+	}
+	if got := agents.callsOf("post-deploy"); len(got) != 3 {
+		t.Errorf("post-deploy ran on %v", got)
+	}
+	_ = fake
+}
+
+func TestScaleUpAndDown(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	h, fake, _ := newFakeHarness(t, nil)
+	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
+	ids := h.vmCIDs(ctx)
+	res := h.deploy(ctx, spec{instances: 3, greeting: "hi", diskMiB: 10})
+	if res.Created != 1 || res.Unchanged != 2 || len(res.Instances) != 3 {
+		t.Fatalf("scale up: %+v", res)
+	}
+	for id, vm := range ids {
+		if h.vmCIDs(ctx)[id] != vm {
+			t.Errorf("scale up touched instance %s", id)
+		}
+	}
+	h.checkNoOrphans(ctx)
+	res = h.deploy(ctx, spec{instances: 1, greeting: "hi", diskMiB: 10})
+	if res.Deleted != 2 || len(res.Instances) != 1 || res.Instances[0].Name != "web/0" {
+		t.Fatalf("scale down: %+v", res)
+	}
+	h.checkNoOrphans(ctx)
+	if len(fake.Disks()) != 1 {
+		t.Errorf("disks after scaling down: %+v", fake.Disks())
+	}
+	disks, _ := h.store.Disks(ctx, h.name)
+	if len(disks) != 1 {
+		t.Errorf("disk rows after scaling down: %+v", disks)
+	}
+	// Deleting the deployment removes every VM, disk and instance.
+	res = h.deploy(ctx, spec{deleted: true})
+	if res.Deleted != 1 || len(res.Instances) != 0 {
+		t.Fatalf("delete: %+v", res)
+	}
+	if len(fake.VMs()) != 0 || len(fake.Disks()) != 0 {
+		t.Errorf("left in the cloud: %+v %+v", fake.VMs(), fake.Disks())
+	}
+	h.checkNoOrphans(ctx)
+}
+
+func TestRecreateKeepsDisk(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	h, fake, _ := newFakeHarness(t, nil)
+	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
+	before := h.instances(ctx)
+	h.recreate = true
+	res := h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
+	if res.Failure != nil || res.Recreated != 2 {
+		t.Fatalf("recreate: %+v %+v", res, res.Failure)
+	}
+	after := h.instances(ctx)
+	for i := range before {
+		if before[i].VMCID == after[i].VMCID {
+			t.Errorf("%s kept its VM", before[i].ID)
+		}
+		if before[i].DiskCID == "" || before[i].DiskCID != after[i].DiskCID {
+			t.Errorf("%s disk %q → %q", before[i].ID, before[i].DiskCID, after[i].DiskCID)
+		}
+	}
+	for _, d := range fake.Disks() {
+		if d.VM == "" {
+			t.Errorf("disk %s is not attached after the recreate", d.CID)
+		}
+	}
+	h.checkNoOrphans(ctx)
+}
+
+func TestFailingCanaryStopsRollout(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		prep    func(a *fakeAgents, id string)
+		process string
+		tail    string
+	}{
+		{"not running", func(a *fakeAgents, id string) { a.failRun[id] = true }, "web", "address already in use"},
+		{"pre-start", func(a *fakeAgents, id string) { a.failPreStart[id] = true }, "pre-start", "migrations failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := ctxFor(t, 2*time.Minute)
+			h, _, agents := newFakeHarness(t, nil)
+			h.deploy(ctx, spec{instances: 3, greeting: "hi"})
+			is := h.instances(ctx)
+			agents.mu.Lock()
+			tc.prep(agents, is[0].ID)
+			agents.mu.Unlock()
+			agents.resetCalls()
+			res := h.deploy(ctx, spec{instances: 3, greeting: "broken", watch: "10-300"})
+			f := res.Failure
+			if f == nil {
+				t.Fatalf("no failure: %+v", res)
+			}
+			if !strings.Contains(f.Instance, "web/0") || !strings.Contains(f.Instance, is[0].ID) || f.Process != tc.process || !strings.Contains(f.LogTail, tc.tail) {
+				t.Errorf("failure %+v", f)
+			}
+			if got := agents.callsOf("apply"); !slices.Equal(got, []string{"web/0"}) {
+				t.Errorf("applied to %v, want only the canary", got)
+			}
+			if res.Updated != 0 {
+				t.Errorf("result %+v", res)
+			}
+			if res.Instances[0].State != "failing" || res.Instances[1].State != "running" {
+				t.Errorf("instances %+v", res.Instances)
+			}
+			// The next plan still wants every instance updated: nothing was recorded
+			// as applied.
+			tk := h.task(ctx, spec{instances: 3, greeting: "broken"})
+			n := 0
+			for _, in := range tk.Plan.Groups[0].Instances {
+				if in.Action == "update" {
+					n++
+				}
+			}
+			if n != 3 {
+				t.Errorf("next plan updates %d instances, want 3:\n%v", n, tk.Plan)
+			}
+		})
+	}
+}
+
+// crashAfter is a CPI that acts and then "crashes" the director: it cancels the run's
+// context once the nth call of method has reached the cloud, so the call's result is
+// never recorded.
+type crashAfter struct {
+	cpi.CPI
+	method string
+	n      int
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *crashAfter) hit() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	if c.calls == c.n && c.cancel != nil {
+		c.cancel()
+	}
+}
+
+func (c *crashAfter) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Networks, error) {
+	cid, nets, err := c.CPI.CreateVM(context.WithoutCancel(ctx), spec)
+	if c.method == "create_vm" {
+		c.hit()
+	}
+	return cid, nets, err
+}
+
+func (c *crashAfter) DeleteVM(ctx context.Context, cid cpi.VMCID) error {
+	err := c.CPI.DeleteVM(context.WithoutCancel(ctx), cid)
+	if c.method == "delete_vm" {
+		c.hit()
+	}
+	return err
+}
+
+func (c *crashAfter) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) { return cpi.ListVMs(ctx, c.CPI) }
+func (c *crashAfter) SetVMMetadata(ctx context.Context, cid cpi.VMCID, md cpi.Metadata) error {
+	return cpi.SetVMMetadata(ctx, c.CPI, cid, md)
+}
+func (c *crashAfter) GetDisks(ctx context.Context, vm cpi.VMCID) ([]cpi.DiskCID, error) {
+	return cpi.GetDisks(ctx, c.CPI, vm)
+}
+
+func TestCrashThenRecover(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		n      int
+		first  spec
+		second spec
+	}{
+		// The 3rd create_vm: the compilation VM, the canary, then one of the rest.
+		{"create_vm", 3, spec{instances: 4, greeting: "hi", diskMiB: 10}, spec{instances: 4, greeting: "hi", diskMiB: 10}},
+		{"create_vm", 1, spec{instances: 2, greeting: "hi"}, spec{instances: 2, greeting: "hi"}},
+		{"delete_vm", 1, spec{instances: 3, greeting: "hi"}, spec{instances: 1, greeting: "hi"}},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			ctx := ctxFor(t, 2*time.Minute)
+			var crash *crashAfter
+			h, fake, _ := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
+				crash = &crashAfter{CPI: c, method: tc.method, n: tc.n}
+				return crash
+			})
+			if tc.method == "delete_vm" {
+				h.deploy(ctx, tc.first)
+			}
+			runCtx, cancel := context.WithCancel(ctx)
+			crash.mu.Lock()
+			crash.cancel = cancel
+			crash.calls = 0
+			crash.mu.Unlock()
+			_, err := h.exec.Run(runCtx, h.task(ctx, tc.second), h.emit)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("crashed run = %v, want context.Canceled", err)
+			}
+			crash.mu.Lock()
+			crash.cancel = nil
+			crash.mu.Unlock()
+			pending, _ := h.store.UnfinishedIntents(ctx)
+			if tc.method == "create_vm" && len(pending) == 0 {
+				t.Error("the crash left no pending intent; the test did not crash where it meant to")
+			}
+			// A director restart: settle intents, then plan and run again.
+			if err := h.exec.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			res := h.deploy(ctx, tc.second)
+			if res.Failure != nil {
+				t.Fatalf("rerun failure: %+v", res.Failure)
+			}
+			if len(res.Instances) != tc.second.instances {
+				t.Errorf("instances after rerun: %+v", res.Instances)
+			}
+			h.checkNoOrphans(ctx)
+			if len(fake.VMs()) != tc.second.instances {
+				t.Errorf("cloud holds %d VMs, want %d", len(fake.VMs()), tc.second.instances)
+			}
+			if len(fake.Disks()) != tc.second.instances*min(tc.second.diskMiB, 1) {
+				t.Errorf("cloud holds disks %+v", fake.Disks())
+			}
+		})
+	}
+}
+
+func TestCloudFaults(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	h, fake, _ := newFakeHarness(t, nil)
+	h.deploy(ctx, spec{instances: 1, greeting: "hi"})
+	fake.FailNext("create_vm", 1, nil)
+	res := h.deploy(ctx, spec{instances: 3, greeting: "hi", inFlight: "1"})
+	if res.Failure == nil || !strings.Contains(res.Failure.Error, "create_vm") || !strings.Contains(res.Failure.Error, "injected failure") {
+		t.Fatalf("failure %+v", res.Failure)
+	}
+	h.checkNoOrphans(ctx)
+	// The next run converges the rest.
+	res = h.deploy(ctx, spec{instances: 3, greeting: "hi"})
+	if res.Failure != nil || len(res.Instances) != 3 {
+		t.Fatalf("rerun %+v %+v", res, res.Failure)
+	}
+	h.checkNoOrphans(ctx)
+
+	fake.FailNext("delete_vm", 1, nil)
+	res = h.deploy(ctx, spec{instances: 1, greeting: "hi"})
+	if res.Failure == nil || !strings.Contains(res.Failure.Error, "delete_vm") {
+		t.Fatalf("failure %+v", res.Failure)
+	}
+	res = h.deploy(ctx, spec{instances: 1, greeting: "hi"})
+	if res.Failure != nil || len(res.Instances) != 1 {
+		t.Fatalf("rerun %+v %+v", res, res.Failure)
+	}
+	h.checkNoOrphans(ctx)
+}
+
+func TestActions(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	h, fake, agents := newFakeHarness(t, nil)
+	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
+	is := h.instances(ctx)
+	one := []string{is[0].ID}
+	act := func(p state.ActionParams) converge.Result {
+		t.Helper()
+		res, err := h.exec.Act(ctx, h.name, one, p, h.emit)
+		if err != nil || res.Failure != nil {
+			t.Fatalf("%+v: %v %+v", p, err, res.Failure)
+		}
+		return res
+	}
+	act(state.ActionParams{Action: state.ActionStop})
+	if got := h.instances(ctx)[0]; got.State != state.InstanceStopped || got.VMCID != is[0].VMCID {
+		t.Errorf("after stop: %+v", got)
+	}
+	// A deploy leaves a stopped instance stopped.
+	h.deploy(ctx, spec{instances: 2, greeting: "hola", diskMiB: 10})
+	if got := h.instances(ctx)[0]; got.State != state.InstanceStopped {
+		t.Errorf("deploy started a stopped instance: %+v", got)
+	}
+	act(state.ActionParams{Action: state.ActionStart})
+	if got := h.instances(ctx)[0]; got.State != state.InstanceStarted {
+		t.Errorf("after start: %+v", got)
+	}
+	agents.resetCalls()
+	act(state.ActionParams{Action: state.ActionRestart})
+	if got := agents.callsOf("stop"); len(got) != 1 {
+		t.Errorf("restart stopped %v", got)
+	}
+	res := act(state.ActionParams{Action: state.ActionRecreate})
+	got := h.instances(ctx)[0]
+	if res.Recreated != 1 || got.VMCID == is[0].VMCID || got.DiskCID != is[0].DiskCID || got.State != state.InstanceStarted {
+		t.Errorf("after recreate: %+v (was %+v)", got, is[0])
+	}
+	act(state.ActionParams{Action: state.ActionStop, Hard: true})
+	if got := h.instances(ctx)[0]; got.State != state.InstanceDetached || got.VMCID != "" || got.DiskCID != is[0].DiskCID {
+		t.Errorf("after hard stop: %+v", got)
+	}
+	if len(fake.VMs()) != 1 {
+		t.Errorf("VMs after hard stop: %d", len(fake.VMs()))
+	}
+	act(state.ActionParams{Action: state.ActionStart})
+	if got := h.instances(ctx)[0]; got.State != state.InstanceStarted || got.VMCID == "" || got.DiskCID != is[0].DiskCID {
+		t.Errorf("after starting a detached instance: %+v", got)
+	}
+	h.checkNoOrphans(ctx)
+	if _, err := h.exec.Act(ctx, h.name, []string{uuid()}, state.ActionParams{Action: state.ActionStop}, nil); err == nil {
+		t.Error("acting on an unknown instance succeeded")
+	}
+	if _, err := h.exec.Act(ctx, h.name, one, state.ActionParams{Action: "explode"}, nil); err == nil {
+		t.Error("an unknown action succeeded")
+	}
+}
+
+var _ = cpitest.NewFake
