@@ -269,7 +269,9 @@ func (c *crashAfter) DeleteVM(ctx context.Context, cid cpi.VMCID) error {
 	return err
 }
 
-func (c *crashAfter) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) { return cpi.ListVMs(ctx, c.CPI) }
+func (c *crashAfter) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) {
+	return cpi.ListVMs(ctx, c.CPI)
+}
 func (c *crashAfter) SetVMMetadata(ctx context.Context, cid cpi.VMCID, md cpi.Metadata) error {
 	return cpi.SetVMMetadata(ctx, c.CPI, cid, md)
 }

@@ -192,7 +192,7 @@ func newFakeHarness(t *testing.T, wrap func(cpi.CPI) cpi.CPI) (*harness, *cpites
 		t.Fatal(err)
 	}
 	h := &harness{t: t, store: store, cpi: c, exec: exec, name: "demo", subnet: "10.0.1",
-		sc: converge.Stemcell{Name: "fake-stemcell", OS: "ubuntu-noble", Version: "1.0", APIVersion: 2, CloudProperties: mustJSON(map[string]string{"name": "fake-stemcell", "version": "1.0"})},
+		sc:   converge.Stemcell{Name: "fake-stemcell", OS: "ubuntu-noble", Version: "1.0", APIVersion: 2, CloudProperties: mustJSON(map[string]string{"name": "fake-stemcell", "version": "1.0"})},
 		jobs: []converge.Job{{Name: "web", Release: "demo", Version: "j1", Blob: blobstore.DigestOf([]byte("job web")), Packages: []string{"greeter"}}},
 		pkgs: []converge.Package{
 			{Name: "greeter", Release: "demo", Version: "p1", Source: blobstore.DigestOf([]byte("src greeter")), Dependencies: []string{"golang"}},

@@ -78,10 +78,10 @@ type harness struct {
 	name   string
 	subnet string // "a.b.c" of the manual network's /24
 	// render makes the instance's rendered templates (their digest, configuration hash).
-	render func(in plan.InstancePlan, ip string, s spec) (blobstore.Digest, string)
-	jobs   []converge.Job
-	pkgs   []converge.Package
-	sc     converge.Stemcell
+	render   func(in plan.InstancePlan, ip string, s spec) (blobstore.Digest, string)
+	jobs     []converge.Job
+	pkgs     []converge.Package
+	sc       converge.Stemcell
 	recreate bool
 
 	mu     sync.Mutex
@@ -161,8 +161,8 @@ func (h *harness) task(ctx context.Context, s spec) converge.Task {
 					Gateway: h.subnet + ".1", Default: []string{"dns", "gateway"}}}},
 				Jobs:              h.jobs,
 				RenderedTemplates: rendered, ConfigurationHash: hash, TemplateHashes: map[string]string{"web": hash},
-				PersistentDisk:    converge.Disk{SizeMiB: s.diskMiB},
-				Fingerprint:       in.Applied,
+				PersistentDisk: converge.Disk{SizeMiB: s.diskMiB},
+				Fingerprint:    in.Applied,
 			}
 		}
 	}

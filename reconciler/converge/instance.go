@@ -330,7 +330,7 @@ func (in *inst) createVM(ctx context.Context, vm VM, stemcell string, apiVersion
 	if in.cur.DiskCID != "" {
 		spec.DiskCIDs = []cpi.DiskCID{cpi.DiskCID(in.cur.DiskCID)}
 	}
-	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentCreateVM,
+	intent, err := e.recordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentCreateVM,
 		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: agentID})
 	if err != nil {
 		return nil, nil, err
@@ -428,7 +428,7 @@ func (in *inst) deleteVM(ctx context.Context) (*Failure, error) {
 }
 
 func (e *Executor) deleteVM(ctx context.Context, task int64, deployment, instanceID, cid string) (*Failure, error) {
-	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: task, Kind: state.IntentDeleteVM,
+	intent, err := e.recordIntent(ctx, state.Intent{TaskID: task, Kind: state.IntentDeleteVM,
 		Deployment: deployment, InstanceID: instanceID, RequestID: e.cfg.NewID(), CloudCID: cid})
 	if err != nil {
 		return nil, err
@@ -510,7 +510,7 @@ func (in *inst) attached(ctx context.Context) bool {
 
 func (in *inst) createDisk(ctx context.Context, want Disk) (*Failure, error) {
 	e := in.e()
-	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentCreateDisk,
+	intent, err := e.recordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentCreateDisk,
 		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID()})
 	if err != nil {
 		return nil, err
@@ -547,7 +547,7 @@ func (in *inst) createDisk(ctx context.Context, want Disk) (*Failure, error) {
 // attachDisk attaches the instance's disk to its VM, tells the agent and mounts it.
 func (in *inst) attachDisk(ctx context.Context) (*Failure, error) {
 	e := in.e()
-	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentAttachDisk,
+	intent, err := e.recordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentAttachDisk,
 		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID(), CloudCID: in.cur.DiskCID})
 	if err != nil {
 		return nil, err
@@ -580,7 +580,7 @@ func (in *inst) detachDisk(ctx context.Context, bestEffort bool) (*Failure, erro
 			return failure(ctx, "unmount_disk", err)
 		}
 	}
-	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentDetachDisk,
+	intent, err := e.recordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentDetachDisk,
 		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID(), CloudCID: in.cur.DiskCID})
 	if err != nil {
 		return nil, err
@@ -619,7 +619,7 @@ func (in *inst) deleteDisk(ctx context.Context, cid string) (*Failure, error) {
 }
 
 func (e *Executor) deleteDisk(ctx context.Context, task int64, deployment, instanceID, cid string) (*Failure, error) {
-	intent, err := e.cfg.Store.RecordIntent(ctx, state.Intent{TaskID: task, Kind: state.IntentDeleteDisk,
+	intent, err := e.recordIntent(ctx, state.Intent{TaskID: task, Kind: state.IntentDeleteDisk,
 		Deployment: deployment, InstanceID: instanceID, RequestID: e.cfg.NewID(), CloudCID: cid})
 	if err != nil {
 		return nil, err

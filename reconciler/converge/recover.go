@@ -161,3 +161,13 @@ func (e *Executor) deleteVMNoIntent(ctx context.Context, it state.Intent) (*Fail
 	}
 	return nil, nil
 }
+
+// recordIntent writes a pending intent unless ctx has ended. The write itself is not
+// cancelled half-way: a cancelled insert may still commit on the server after the call
+// returned, leaving an intent nobody saw recorded.
+func (e *Executor) recordIntent(ctx context.Context, it state.Intent) (state.Intent, error) {
+	if err := ctx.Err(); err != nil {
+		return state.Intent{}, err
+	}
+	return e.cfg.Store.RecordIntent(context.WithoutCancel(ctx), it)
+}
