@@ -395,7 +395,9 @@ const metadataRequestKey = "bosun_request_id"
 func (in *inst) waitAgent(ctx context.Context) (*Failure, error) {
 	deadline := time.Now().Add(in.e().cfg.AgentWait)
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		// Short pings: a ping sent before the agent subscribed is never answered, and
+		// a booted agent answers in milliseconds.
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := in.e().cfg.Agents.Ping(pctx, in.cur.AgentID)
 		cancel()
 		if err == nil {
@@ -410,7 +412,7 @@ func (in *inst) waitAgent(ctx context.Context) (*Failure, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
