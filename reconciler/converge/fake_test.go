@@ -172,7 +172,7 @@ func (a *fakeAgents) Run(ctx context.Context, id, method string, args ...any) (j
 }
 
 // newFakeHarness is a harness on the fake CPI and fake agents; c may wrap the fake.
-func newFakeHarness(t *testing.T, wrap func(cpi.CPI) cpi.CPI) (*harness, *cpitest.Fake, *fakeAgents) {
+func newFakeHarness(t testing.TB, wrap func(cpi.CPI) cpi.CPI) (*harness, *cpitest.Fake, *fakeAgents) {
 	t.Helper()
 	fake := cpitest.NewFake("fake")
 	agents := newFakeAgents(fake)

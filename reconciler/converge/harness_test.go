@@ -23,20 +23,20 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	if os.Getenv("CONVERGE_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func openStore(t *testing.T) *postgres.Store {
+func openStore(t testing.TB) *postgres.Store {
 	t.Helper()
 	s, err := postgres.Open(ctxFor(t, time.Minute), pgtest.NewDatabase(t), nil)
 	if err != nil {
@@ -71,7 +71,7 @@ type spec struct {
 // harness drives an Executor the way the reconciler does: plan from what the store
 // observes, build the task, run it.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	store  *postgres.Store
 	cpi    cpi.CPI
 	exec   *converge.Executor
