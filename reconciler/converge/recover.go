@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/bosun-gitops/bosun/cpi"
 	"github.com/bosun-gitops/bosun/state"
@@ -130,6 +131,16 @@ func (e *Executor) recoverCreateVM(ctx context.Context, it state.Intent, vms []c
 		}
 	}
 	if adopted != "" {
+		rows, err := e.cfg.Store.VMs(ctx, it.Deployment)
+		if err != nil {
+			return "", nil, err
+		}
+		if !slices.ContainsFunc(rows, func(v state.VM) bool { return v.CID == adopted }) {
+			if err := e.cfg.Store.PutVM(ctx, state.VM{CID: adopted, Deployment: it.Deployment, InstanceID: it.InstanceID,
+				AgentID: it.RequestID, CPI: e.cfg.CPIName}); err != nil {
+				return "", nil, err
+			}
+		}
 		return adopted, nil, nil
 	}
 	return "", errInterrupted, nil
