@@ -322,9 +322,7 @@ func (in *inst) createVM(ctx context.Context, vm VM, stemcell string, apiVersion
 	}
 	settings.AgentID = agentID
 	settings.Networks = vm.Networks
-	if len(vm.Env) > 0 {
-		settings.Env = vm.Env
-	}
+	settings.Env = mergeEnv(settings.Env, vm.Env)
 	spec := cpi.VMSpec{AgentID: agentID, Stemcell: cpi.StemcellCID(stemcell), StemcellAPIVersion: apiVersion,
 		CloudProperties: vm.CloudProperties, Networks: vm.Networks, Env: vm.Env, Settings: settings}
 	if in.cur.DiskCID != "" {
@@ -787,4 +785,28 @@ func (e *Executor) removeStray(ctx context.Context, agentID string) error {
 		}
 	}
 	return nil
+}
+
+// mergeEnv lays the instance group's env over the director's (both JSON objects), key by
+// top-level key, so a manifest's env keeps the director's agent settings it does not name.
+func mergeEnv(base, over json.RawMessage) json.RawMessage {
+	if len(over) == 0 {
+		return base
+	}
+	if len(base) == 0 {
+		return over
+	}
+	var b, o map[string]json.RawMessage
+	if json.Unmarshal(base, &b) != nil || json.Unmarshal(over, &o) != nil {
+		return over
+	}
+	if b == nil {
+		b = map[string]json.RawMessage{}
+	}
+	maps.Copy(b, o)
+	out, err := json.Marshal(b)
+	if err != nil {
+		return over
+	}
+	return out
 }
