@@ -43,7 +43,7 @@ func (c *Cloud) advanceInstance(i *Instance) {
 	if i.next == "" && !i.deleting {
 		return
 	}
-	if c.fate == "Pending" && i.Status == "Pending" {
+	if i.fate != "" && i.Status == i.fate {
 		return
 	}
 	i.polls++
@@ -224,7 +224,7 @@ func (c *Cloud) createInstance(p params) (map[string]any, *apiError) {
 	inst := &Instance{ID: id, Name: p.get("InstanceName"), Status: "Pending", next: "Stopped", Zone: p.get("ZoneId"),
 		Type: p.get("InstanceType"), Image: img.ID, VSwitch: v.id, IP: ip, KeyPair: p.get("KeyPairName"),
 		ChargeType: p.get("InstanceChargeType"), SecurityGroups: []string{p.get("SecurityGroupId")}, Tags: map[string]string{},
-		UserData: ud, Token: p.get("ClientToken")}
+		UserData: ud, Token: p.get("ClientToken"), fate: c.fate}
 	if inst.Name == "" {
 		inst.Name = id
 	}
@@ -365,9 +365,9 @@ func (c *Cloud) deleteInstance(p params) (map[string]any, *apiError) {
 	}
 	force := p.get("Force") == "true"
 	switch {
-	case i.Status == "Pending", i.Status == "Starting", i.Status == "Stopping":
+	case i.Status == "Pending":
 		return nil, incorrect(i)
-	case i.Status == "Running" && !force:
+	case i.Status != "Stopped" && !force:
 		return nil, incorrect(i)
 	}
 	c.stopped(i)

@@ -45,7 +45,7 @@ const (
 	VPC             = "vpc-bosun"
 	VSwitchA        = "vsw-bosun-a"    // 10.0.0.0/24 in ZoneA
 	VSwitchB        = "vsw-bosun-b"    // 10.1.0.0/24 in ZoneB
-	VSwitchTiny     = "vsw-bosun-tiny" // 10.9.0.0/29 in ZoneA: three free addresses
+	VSwitchTiny     = "vsw-bosun-tiny" // 10.9.0.0/29 in ZoneA: four free addresses
 	SecurityGroup   = "sg-bosun"
 	SecurityGroup2  = "sg-bosun-extra"
 	KeyPair         = "bosh"
@@ -109,7 +109,7 @@ type Instance struct {
 	next                                                                  string
 	polls                                                                 int
 	deleting                                                              bool
-	started                                                               bool
+	fate                                                                  string
 }
 
 // Disk is a cloud disk.
@@ -240,8 +240,8 @@ func (c *Cloud) ClearFaults() {
 	c.faults = nil
 }
 
-// SetInstanceFate decides how instances created from now on end: "" (they come up)
-// or "Pending" (stuck there).
+// SetInstanceFate decides how instances created from now on end: "" (they come up),
+// "Pending" (stuck there: ECS cannot release them) or "Starting" (they never run).
 func (c *Cloud) SetInstanceFate(fate string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
