@@ -1,2 +1,28 @@
-// Package alicloud is the Alibaba Cloud CPI, built on alibaba-cloud-sdk-go.
+// Package alicloud is the Alibaba Cloud CPI, built on alibaba-cloud-sdk-go (V1,
+// services/ecs and services/vpc): ECS instances from images, VSwitches and security
+// groups, private addresses for manual networks, EIPs for vip networks, cloud disks
+// and snapshots, images imported from OSS or light stemcells naming an image per
+// region.
+//
+// It follows BOSH's Alibaba Cloud CPI where behaviour is visible from outside: the
+// global configuration and cloud_properties keys have its names; an instance is
+// created stopped, gets the agent's full settings as base64 UserData (at most 32 KiB
+// before encoding), and is then started; disks are found by the device ECS reports
+// (xvdX seen as vdX) or, on NVMe instance types, by their /dev/disk/by-id name.
+// Metadata becomes ECS tags; a tag carries the agent id, so list_vms finds Bosun's
+// instances.
+//
+// The V1 SDK takes no context: each request gets its own SDK client whose transport
+// carries the caller's context, so cancelling a deploy cancels its requests (and no
+// client is shared between goroutines: the SDK mutates it per request).
+//
+// Errors: every answer other than success becomes a *cpi.Error whose message names
+// the API call, the status, the error code and the request id. Throttling*,
+// ServiceUnavailable and conflicts are retried with bounded exponential backoff and
+// jitter; other 5xx and lost answers only for idempotent requests (Describe*, and
+// creates carrying a ClientToken, which ECS answers with the same resource); quota
+// and parameter errors never. create_vm says ok_to_retry only when the cloud made
+// nothing or cleaned up after itself. The access key secret and security token
+// appear in no log line, error or printed config, and neither does the request URL
+// (signed, and carrying the user data).
 package alicloud
