@@ -188,6 +188,9 @@ func aliases(r *ast.Rule) map[ast.Var]*alias {
 			return false
 		}
 		ops := e.Operands()
+		if len(ops) != 2 {
+			return false
+		}
 		for i := range 2 {
 			v, ok := ops[i].Value.(ast.Var)
 			ref, isRef := ops[1-i].Value.(ast.Ref)
