@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // fleet is a deployment of n instance groups of `instances` instances, two jobs each.
@@ -65,7 +63,8 @@ func TestBenchmarkInputIsJudged(t *testing.T) {
 }
 
 // BenchmarkEvaluate is the gate's cost per commit: diff, redaction, conversion to an OPA
-// value and every rule of the repo-template policies, against a 100-instance-group change.
+// value of the part of input the rules read, and every rule of the repo-template
+// policies, against a 100-instance-group change.
 func BenchmarkEvaluate(b *testing.B) {
 	e, in := templateEngine(b), hundredGroupChange()
 	ctx := context.Background()
@@ -78,11 +77,24 @@ func BenchmarkEvaluate(b *testing.B) {
 	}
 }
 
-// BenchmarkEvaluateValue is the rules alone, on an input converted beforehand.
+// BenchmarkEvaluateFullInput is the same with the whole input built, as Evaluate did
+// before it pruned to what the rules read.
+func BenchmarkEvaluateFullInput(b *testing.B) {
+	e, in := templateEngine(b), hundredGroupChange()
+	ctx := context.Background()
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		if _, err := e.EvaluateValue(ctx, InputValue(in)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEvaluateValue is the rules alone, on the whole input converted beforehand.
 func BenchmarkEvaluateValue(b *testing.B) {
 	e, in := templateEngine(b), hundredGroupChange()
-	r := newRedactor(nil)
-	v := r.value(in.value(Diff(in.Previous, in.Proposed)), true).(ast.Object)
+	v := InputValue(in)
 	ctx := context.Background()
 	b.ReportAllocs()
 	defer reportCPU(b)()
@@ -114,12 +126,22 @@ func reportCPU(b *testing.B) func() {
 	return func() { b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op") }
 }
 
-// BenchmarkInput is Evaluate's own share: diff, redaction and conversion to an OPA value.
+// BenchmarkInput is building the whole input: diff, redaction and conversion.
 func BenchmarkInput(b *testing.B) {
 	in := hundredGroupChange()
 	b.ReportAllocs()
 	defer reportCPU(b)()
 	for b.Loop() {
-		newRedactor(in.Secrets).value(in.value(Diff(in.Previous, in.Proposed)), true)
+		InputValue(in)
+	}
+}
+
+// BenchmarkInputPruned is Evaluate's own share: building what the template's rules read.
+func BenchmarkInputPruned(b *testing.B) {
+	e, in := templateEngine(b), hundredGroupChange()
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		buildInput(in, e.need)
 	}
 }

@@ -3,7 +3,11 @@ package policy
 import (
 	"fmt"
 	"reflect"
+	"slices"
+	"sort"
 	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Changes is what moved between two snapshots: `input.changes`. It names things and
@@ -57,7 +61,45 @@ type UpdateChange struct {
 }
 
 // Diff computes the changes from previous to proposed.
-func Diff(previous, proposed Snapshot) Changes {
+func Diff(previous, proposed Snapshot) Changes { return diff(previous, proposed, allParts) }
+
+// parts are the costly parts of Changes, computed only when a policy reads them.
+type parts struct {
+	deployments bool // Deployments at all (else only Created and Deleted)
+	properties  bool // DeploymentChange.PropertiesChanged
+	updates     bool // DeploymentChange.UpdateChanged
+	jobs        bool // DeploymentChange.JobsAdded and JobsRemoved
+}
+
+var allParts = parts{true, true, true, true}
+
+// partsFor is what a need of input.changes asks of diff.
+func partsFor(n *need) parts {
+	dn := n.at("deployments")
+	if dn == nil {
+		return parts{}
+	}
+	reads := func(key string) bool {
+		if dn.all || dn.any != nil && dn.any.at(key) != nil {
+			return true
+		}
+		for _, c := range dn.kids {
+			if c.at(key) != nil {
+				return true
+			}
+		}
+		return false
+	}
+	return parts{
+		deployments: true,
+		properties:  reads("properties_changed"),
+		updates:     reads("update_changed"),
+		jobs:        reads("jobs_added") || reads("jobs_removed"),
+	}
+}
+
+// diff computes the parts p of the changes; the others stay empty.
+func diff(previous, proposed Snapshot, p parts) Changes {
 	c := Changes{
 		Deployments:        map[string]DeploymentChange{},
 		CloudConfigChanged: !reflect.DeepEqual(emptyNil(previous.CloudConfig), emptyNil(proposed.CloudConfig)),
@@ -65,10 +107,19 @@ func Diff(previous, proposed Snapshot) Changes {
 	for _, name := range unionKeys(previous.Deployments, proposed.Deployments) {
 		was, wok := previous.Deployments[name]
 		is, iok := proposed.Deployments[name]
+		if !p.deployments {
+			if !wok {
+				c.Created = append(c.Created, name)
+			}
+			if !iok {
+				c.Deleted = append(c.Deleted, name)
+			}
+			continue
+		}
 		if wok && iok && reflect.DeepEqual(was, is) {
 			continue
 		}
-		d := diffDeployment(mapOf(was), mapOf(is))
+		d := diffDeployment(mapOf(was), mapOf(is), p)
 		d.Created, d.Deleted = !wok, !iok
 		if d.Created {
 			c.Created = append(c.Created, name)
@@ -86,41 +137,45 @@ func Diff(previous, proposed Snapshot) Changes {
 	return c
 }
 
-func diffDeployment(was, is map[string]any) DeploymentChange {
+func diffDeployment(was, is map[string]any, p parts) DeploymentChange {
 	var d DeploymentChange
-	wigs, iigs := byName(was["instance_groups"], "name"), byName(is["instance_groups"], "name")
-	for _, ig := range unionKeys(wigs, iigs) {
-		w, wok := wigs[ig]
-		i, iok := iigs[ig]
+	matchByName(was["instance_groups"], is["instance_groups"], "name", func(ig string, w, i map[string]any) {
 		switch {
-		case !wok:
+		case w == nil:
 			d.Added = append(d.Added, ig)
-		case !iok:
+		case i == nil:
 			d.Removed = append(d.Removed, ig)
 		default:
 			from, to := intOf(w["instances"]), intOf(i["instances"])
 			if from != to {
 				d.Scaled = append(d.Scaled, Scale{InstanceGroup: ig, From: from, To: to})
 			}
-			d.PropertiesChanged = appendPaths(d.PropertiesChanged, ig, "", "", w["properties"], i["properties"])
-			d.UpdateChanged = appendUpdate(d.UpdateChanged, ig, w["update"], i["update"])
-		}
-		wjobs, ijobs := byName(w["jobs"], "name"), byName(i["jobs"], "name")
-		for _, job := range unionKeys(wjobs, ijobs) {
-			wj, wjok := wjobs[job]
-			ij, ijok := ijobs[job]
-			switch {
-			case !wjok:
-				d.JobsAdded = append(d.JobsAdded, JobRef{ig, job, str(ij["release"])})
-			case !ijok:
-				d.JobsRemoved = append(d.JobsRemoved, JobRef{ig, job, str(wj["release"])})
-			default:
-				d.PropertiesChanged = appendPaths(d.PropertiesChanged, ig, job, "", wj["properties"], ij["properties"])
+			if p.properties {
+				d.PropertiesChanged = appendPaths(d.PropertiesChanged, ig, "", "", w["properties"], i["properties"])
+			}
+			if p.updates {
+				d.UpdateChanged = appendUpdate(d.UpdateChanged, ig, w["update"], i["update"])
 			}
 		}
-	}
-	if was != nil && is != nil {
+		if !p.jobs && !p.properties {
+			return
+		}
+		matchByName(w["jobs"], i["jobs"], "name", func(job string, wj, ij map[string]any) {
+			switch {
+			case !p.jobs && (wj == nil || ij == nil):
+			case wj == nil:
+				d.JobsAdded = append(d.JobsAdded, JobRef{ig, job, str(ij["release"])})
+			case ij == nil:
+				d.JobsRemoved = append(d.JobsRemoved, JobRef{ig, job, str(wj["release"])})
+			case p.properties:
+				d.PropertiesChanged = appendPaths(d.PropertiesChanged, ig, job, "", wj["properties"], ij["properties"])
+			}
+		})
+	})
+	if was != nil && is != nil && p.properties {
 		d.PropertiesChanged = appendPaths(d.PropertiesChanged, "", "", "", was["properties"], is["properties"])
+	}
+	if was != nil && is != nil && p.updates {
 		d.UpdateChanged = appendUpdate(d.UpdateChanged, "", was["update"], is["update"])
 	}
 	d.Stemcells = moves(was["stemcells"], is["stemcells"], "alias")
@@ -160,19 +215,17 @@ func appendUpdate(out []UpdateChange, ig string, a, b any) []UpdateChange {
 }
 
 func moves(was, is any, key string) []VersionMove {
-	w, i := byName(was, key), byName(is, key)
 	var out []VersionMove
-	for _, name := range sortedKeys(i) {
-		old, ok := w[name]
-		if !ok {
-			continue
+	matchByName(was, is, key, func(name string, old, now map[string]any) {
+		if old == nil || now == nil {
+			return
 		}
-		from, to := str(old["version"]), str(i[name]["version"])
+		from, to := str(old["version"]), str(now["version"])
 		if from == to {
-			continue
+			return
 		}
-		out = append(out, VersionMove{Name: name, OS: str(i[name]["os"]), From: from, To: to, Direction: direction(from, to)})
-	}
+		out = append(out, VersionMove{Name: name, OS: str(now["os"]), From: from, To: to, Direction: direction(from, to)})
+	})
 	return out
 }
 
@@ -244,18 +297,54 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// byName indexes a list of maps by the string under key; entries without it are skipped
-// (manifest validation reports them, not the policy gate).
-func byName(v any, key string) map[string]map[string]any {
+// named is a list entry with its name.
+type named struct {
+	name string
+	m    map[string]any
+}
+
+// byName sorts a list of maps by the string under key; entries without it are skipped
+// (manifest validation reports them, not the policy gate), and of two with one name the
+// later wins. Sorted slices, not maps: a manifest has thousands of these short lists.
+func byName(v any, key string) []named {
 	l, _ := v.([]any)
-	out := make(map[string]map[string]any, len(l))
+	out := make([]named, 0, len(l))
 	for _, e := range l {
 		m := mapOf(e)
 		if n := str(m[key]); n != "" {
-			out[n] = m
+			out = append(out, named{n, m})
 		}
 	}
-	return out
+	slices.SortStableFunc(out, func(a, b named) int { return strings.Compare(a.name, b.name) })
+	w := 0
+	for _, e := range out {
+		if w > 0 && out[w-1].name == e.name {
+			out[w-1] = e
+			continue
+		}
+		out[w] = e
+		w++
+	}
+	return out[:w]
+}
+
+// matchByName calls f for every name in the lists was and is, in order, with the entry
+// of each side (nil where the name is absent).
+func matchByName(was, is any, key string, f func(name string, w, i map[string]any)) {
+	a, b := byName(was, key), byName(is, key)
+	for len(a) > 0 || len(b) > 0 {
+		switch {
+		case len(b) == 0 || len(a) > 0 && a[0].name < b[0].name:
+			f(a[0].name, a[0].m, nil)
+			a = a[1:]
+		case len(a) == 0 || b[0].name < a[0].name:
+			f(b[0].name, nil, b[0].m)
+			b = b[1:]
+		default:
+			f(a[0].name, a[0].m, b[0].m)
+			a, b = a[1:], b[1:]
+		}
+	}
 }
 
 func asMap(v any) (map[string]any, bool) {
@@ -309,75 +398,109 @@ func intOf(v any) int {
 }
 
 func unionKeys[A, B any](a map[string]A, b map[string]B) []string {
-	keys := make(map[string]struct{}, len(a)+len(b))
+	keys := make([]string, 0, len(a)+len(b))
 	for k := range a {
-		keys[k] = struct{}{}
+		keys = append(keys, k)
 	}
 	for k := range b {
-		keys[k] = struct{}{}
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
 	}
-	return sortedKeys(keys)
+	sort.Strings(keys)
+	return keys
 }
 
-// plain is Changes as `input.changes` shows it.
-func (c Changes) plain() map[string]any {
-	deps := make(map[string]any, len(c.Deployments))
-	for name, d := range c.Deployments {
-		scaled := make([]any, len(d.Scaled))
-		for i, s := range d.Scaled {
-			scaled[i] = map[string]any{"name": s.InstanceGroup, "from": s.From, "to": s.To}
-		}
-		jobs := func(l []JobRef) []any {
-			out := make([]any, len(l))
-			for i, j := range l {
-				out[i] = map[string]any{"instance_group": j.InstanceGroup, "name": j.Job, "release": j.Release}
-			}
-			return out
-		}
-		props := make([]any, len(d.PropertiesChanged))
-		for i, p := range d.PropertiesChanged {
-			props[i] = map[string]any{"instance_group": p.InstanceGroup, "job": p.Job, "path": p.Path}
-		}
-		mv := func(l []VersionMove, key string) []any {
-			out := make([]any, len(l))
-			for i, m := range l {
-				out[i] = map[string]any{key: m.Name, "os": m.OS, "from": m.From, "to": m.To, "direction": m.Direction}
-			}
-			return out
-		}
-		upd := make([]any, len(d.UpdateChanged))
-		for i, u := range d.UpdateChanged {
-			upd[i] = map[string]any{"instance_group": u.InstanceGroup, "key": u.Key, "from": u.From, "to": u.To}
-		}
-		deps[name] = map[string]any{
-			"created": d.Created,
-			"deleted": d.Deleted,
-			"instance_groups": map[string]any{
-				"added":   strings2any(d.Added),
-				"removed": strings2any(d.Removed),
-				"scaled":  scaled,
-			},
-			"jobs_added":         jobs(d.JobsAdded),
-			"jobs_removed":       jobs(d.JobsRemoved),
-			"properties_changed": props,
-			"stemcells":          mv(d.Stemcells, "alias"),
-			"releases":           mv(d.Releases, "name"),
-			"update_changed":     upd,
+// term is Changes as `input.changes` shows it, built straight as an OPA value: the parts
+// n needs at its top (which deployments changed in what way is one part). Names carry no
+// secret; update values, which come from manifests, are redacted.
+func (c Changes) term(r *redactor, n *need) *ast.Term {
+	kvs := make([][2]*ast.Term, 0, 5)
+	add := func(key string, t func() *ast.Term) {
+		if n.at(key) != nil {
+			kvs = append(kvs, [2]*ast.Term{r.str(key), t()})
 		}
 	}
-	return map[string]any{
-		"deployments":             deps,
-		"created":                 strings2any(c.Created),
-		"deleted":                 strings2any(c.Deleted),
-		"cloud_config_changed":    c.CloudConfigChanged,
-		"runtime_configs_changed": strings2any(c.RuntimeConfigsChanged),
-	}
+	add("deployments", func() *ast.Term {
+		dn := n.at("deployments")
+		deps := make([][2]*ast.Term, 0, len(c.Deployments))
+		for name, d := range c.Deployments {
+			if m := dn.at(name); m != nil {
+				deps = append(deps, [2]*ast.Term{r.str(name), d.term(r, m)})
+			}
+		}
+		return ast.NewTerm(ast.NewObject(deps...))
+	})
+	add("created", func() *ast.Term { return r.strs(c.Created) })
+	add("deleted", func() *ast.Term { return r.strs(c.Deleted) })
+	add("cloud_config_changed", func() *ast.Term { return ast.InternedTerm(c.CloudConfigChanged) })
+	add("runtime_configs_changed", func() *ast.Term { return r.strs(c.RuntimeConfigsChanged) })
+	return ast.NewTerm(ast.NewObject(kvs...))
 }
 
-func strings2any(l []string) []any {
-	out := make([]any, len(l))
+// term is one deployment's changes: the keys n needs, each whole.
+func (d DeploymentChange) term(r *redactor, n *need) *ast.Term {
+	item := func(k string, v *ast.Term) [2]*ast.Term { return [2]*ast.Term{r.str(k), v} }
+	var kvs [][2]*ast.Term
+	add := func(k string, v func() *ast.Term) {
+		if n.at(k) != nil {
+			kvs = append(kvs, item(k, v()))
+		}
+	}
+	list := func(n int, f func(int) *ast.Term) *ast.Term {
+		ts := make([]*ast.Term, n)
+		for i := range ts {
+			ts[i] = f(i)
+		}
+		return ast.ArrayTerm(ts...)
+	}
+	jobs := func(l []JobRef) *ast.Term {
+		return list(len(l), func(i int) *ast.Term {
+			return ast.ObjectTerm(item("instance_group", r.str(l[i].InstanceGroup)), item("name", r.str(l[i].Job)), item("release", r.str(l[i].Release)))
+		})
+	}
+	moves := func(l []VersionMove, key string) *ast.Term {
+		return list(len(l), func(i int) *ast.Term {
+			m := l[i]
+			return ast.ObjectTerm(item(key, r.str(m.Name)), item("os", r.str(m.OS)), item("from", r.str(m.From)), item("to", r.str(m.To)), item("direction", r.str(m.Direction)))
+		})
+	}
+	add("created", func() *ast.Term { return ast.InternedTerm(d.Created) })
+	add("deleted", func() *ast.Term { return ast.InternedTerm(d.Deleted) })
+	add("instance_groups", func() *ast.Term {
+		return ast.ObjectTerm(
+			item("added", r.strs(d.Added)),
+			item("removed", r.strs(d.Removed)),
+			item("scaled", list(len(d.Scaled), func(i int) *ast.Term {
+				s := d.Scaled[i]
+				return ast.ObjectTerm(item("name", r.str(s.InstanceGroup)), item("from", ast.InternedTerm(s.From)), item("to", ast.InternedTerm(s.To)))
+			})),
+		)
+	})
+	add("jobs_added", func() *ast.Term { return jobs(d.JobsAdded) })
+	add("jobs_removed", func() *ast.Term { return jobs(d.JobsRemoved) })
+	add("properties_changed", func() *ast.Term {
+		return list(len(d.PropertiesChanged), func(i int) *ast.Term {
+			p := d.PropertiesChanged[i]
+			return ast.ObjectTerm(item("instance_group", r.str(p.InstanceGroup)), item("job", r.str(p.Job)), item("path", r.str(p.Path)))
+		})
+	})
+	add("stemcells", func() *ast.Term { return moves(d.Stemcells, "alias") })
+	add("releases", func() *ast.Term { return moves(d.Releases, "name") })
+	add("update_changed", func() *ast.Term {
+		return list(len(d.UpdateChanged), func(i int) *ast.Term {
+			u := d.UpdateChanged[i]
+			return ast.ObjectTerm(item("instance_group", r.str(u.InstanceGroup)), item("key", r.str(u.Key)), item("from", r.term(u.From, true)), item("to", r.term(u.To, true)))
+		})
+	})
+	return ast.ObjectTerm(kvs...)
+}
+
+// strs is a list of names; names are never redacted.
+func (r *redactor) strs(l []string) *ast.Term {
+	ts := make([]*ast.Term, len(l))
 	for i, s := range l {
-		out[i] = s
+		ts[i] = r.str(s)
 	}
-	return out
+	return ast.ArrayTerm(ts...)
 }

@@ -27,6 +27,7 @@ const (
 type Engine struct {
 	revision string
 	rules    []rule // sorted by package, then rule name
+	need     *need  // the part of input the rules read
 	timeout  time.Duration
 	memory   uint64
 }
@@ -89,7 +90,7 @@ func Load(ctx context.Context, fsys fs.FS, dir string, opts ...Option) (*Engine,
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{revision: f.revision, timeout: DefaultTimeout, memory: DefaultMemoryLimit}
+	e := &Engine{revision: f.revision, need: inputNeed(c.Modules), timeout: DefaultTimeout, memory: DefaultMemoryLimit}
 	for _, o := range opts {
 		o(e)
 	}
@@ -175,23 +176,19 @@ func (m Message) String() string {
 // Evaluate judges in with every rule. It fails closed: when a rule errors, times out or
 // runs out of memory, the Decision carries a deny naming the rule, file and line, and the
 // error is returned as well.
+//
+// Only the part of input that the rules reference is built (see need): the verdict is the
+// one the whole input would give.
 func (e *Engine) Evaluate(ctx context.Context, in Input) (Decision, error) {
 	start := time.Now()
-	r := newRedactor(in.Secrets)
-	doc := in.value(Diff(in.Previous, in.Proposed))
-	input := ast.NewObject(
-		[2]*ast.Term{ast.StringTerm("commit"), ast.NewTerm(r.value(doc["commit"], false))},
-		[2]*ast.Term{ast.StringTerm("changes"), ast.NewTerm(r.value(doc["changes"], false))},
-		[2]*ast.Term{ast.StringTerm("previous"), ast.NewTerm(r.value(doc["previous"], true))},
-		[2]*ast.Term{ast.StringTerm("proposed"), ast.NewTerm(r.value(doc["proposed"], true))},
-	)
-	d, err := e.EvaluateValue(ctx, input)
+	d, err := e.EvaluateValue(ctx, buildInput(in, e.need))
 	d.Duration = time.Since(start)
 	return d, err
 }
 
-// EvaluateValue judges an input already converted to an OPA value (for callers that
-// evaluate one input against several engines, and for benchmarks).
+// EvaluateValue judges an input already converted to an OPA value, such as InputValue
+// gives (for callers that evaluate one input against several engines, and for
+// benchmarks).
 func (e *Engine) EvaluateValue(ctx context.Context, input ast.Value) (Decision, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeoutCause(ctx, e.timeout, fmt.Errorf("policy evaluation exceeded %s", e.timeout))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"gopkg.in/yaml.v3"
 )
 
@@ -20,9 +21,21 @@ func FuzzDiff(f *testing.F) {
 		}
 		prev := Snapshot{Deployments: map[string]any{"d": ma}, CloudConfig: mapOf(ma)}
 		next := Snapshot{Deployments: map[string]any{"d": mb}}
-		c := Diff(prev, next)
+		Diff(prev, next)
 		in := Input{Previous: prev, Proposed: next, Secrets: []string{a}}
-		newRedactor(in.Secrets).value(in.value(c), true)
+		full := InputValue(in)
+		n := &need{}
+		n.add([]step{{key: "proposed"}, {key: "deployments"}, {key: "d"}, {key: "instance_groups"}})
+		n.add([]step{{key: "previous"}, {key: "cloud_config"}, {key: "name"}})
+		n.add([]step{{key: "changes"}, {key: "created"}})
+		pruned := buildInput(in, n.normalize())
+		for _, p := range []string{"proposed.deployments.d.instance_groups", "previous.cloud_config.name", "changes.created"} {
+			want, werr := full.Find(ast.MustParseRef("x." + p)[1:])
+			got, gerr := pruned.Find(ast.MustParseRef("x." + p)[1:])
+			if (werr == nil) != (gerr == nil) || werr == nil && want.Compare(got) != 0 {
+				t.Fatalf("input.%s: pruned %v (%v), whole %v (%v)", p, got, gerr, want, werr)
+			}
+		}
 		Redact(mb, b)
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"net/textproto"
 	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Input is what a policy sees as `input`, minus `input.changes`, which Evaluate computes
@@ -80,12 +82,39 @@ func ParseTrailers(message string) map[string][]string {
 	return out
 }
 
-// value builds input as an OPA value in one pass, redacting as it goes, so a large
-// fleet's manifests are neither copied nor round-tripped through JSON.
-func (in Input) value(changes Changes) map[string]any {
-	trailers := in.Commit.Trailers
+// InputValue is in as policies see it, whole, as an OPA value: for a caller judging one
+// input with several engines through EvaluateValue. Evaluate builds only the part its
+// policies read.
+func InputValue(in Input) ast.Value { return buildInput(in, needAll) }
+
+// buildInput converts the parts of in that n needs straight to OPA values, redacting as
+// it goes: manifests are neither copied nor round-tripped through JSON, and a part no
+// rule reads is never built (nor diffed, for input.changes).
+func buildInput(in Input, n *need) ast.Object {
+	r := newRedactor(in.Secrets)
+	kvs := make([][2]*ast.Term, 0, 4)
+	if c := n.at("commit"); c != nil {
+		kvs = append(kvs, [2]*ast.Term{ast.StringTerm("commit"), r.pruned(in.Commit.plain(), c, false)})
+	}
+	if c := n.at("changes"); c != nil {
+		ch := diff(in.Previous, in.Proposed, partsFor(c))
+		kvs = append(kvs, [2]*ast.Term{ast.StringTerm("changes"), ch.term(r, c)})
+	}
+	if c := n.at("previous"); c != nil {
+		kvs = append(kvs, [2]*ast.Term{ast.StringTerm("previous"), in.Previous.term(r, c)})
+	}
+	if c := n.at("proposed"); c != nil {
+		kvs = append(kvs, [2]*ast.Term{ast.StringTerm("proposed"), in.Proposed.term(r, c)})
+	}
+	return ast.NewObject(kvs...)
+}
+
+// plain is input.commit as plain values: small, so it is built whole and pruned on
+// conversion. It is not redacted: it holds no rendered manifest.
+func (c Commit) plain() map[string]any {
+	trailers := c.Trailers
 	if trailers == nil {
-		trailers = ParseTrailers(in.Commit.Message)
+		trailers = ParseTrailers(c.Message)
 	}
 	tr := make(map[string]any, len(trailers))
 	for k, vs := range trailers {
@@ -95,23 +124,17 @@ func (in Input) value(changes Changes) map[string]any {
 		}
 		tr[k] = l
 	}
-	status := in.Commit.Signature.Status
+	status := c.Signature.Status
 	if status == "" {
 		status = "unsigned"
 	}
-	c := in.Commit
 	return map[string]any{
-		"commit": map[string]any{
-			"sha":       c.SHA,
-			"author":    person(c.Author),
-			"committer": person(c.Committer),
-			"message":   c.Message,
-			"trailers":  tr,
-			"signature": map[string]any{"status": status, "signer": c.Signature.Signer, "type": c.Signature.Type},
-		},
-		"previous": in.Previous.plain(),
-		"proposed": in.Proposed.plain(),
-		"changes":  changes.plain(),
+		"sha":       c.SHA,
+		"author":    person(c.Author),
+		"committer": person(c.Committer),
+		"message":   c.Message,
+		"trailers":  tr,
+		"signature": map[string]any{"status": status, "signer": c.Signature.Signer, "type": c.Signature.Type},
 	}
 }
 
@@ -119,18 +142,25 @@ func person(p Person) map[string]any {
 	return map[string]any{"name": p.Name, "email": p.Email, "time": p.Time}
 }
 
-func (s Snapshot) plain() map[string]any {
-	orEmpty := func(m map[string]any) map[string]any {
-		if m == nil {
-			return map[string]any{}
+// term is input.previous or input.proposed: the parts n needs, secrets redacted inside
+// every manifest and config. Deployment and config names are keys, not secrets: a
+// deployment named vault-secrets is not redacted away.
+func (s Snapshot) term(r *redactor, n *need) *ast.Term {
+	kvs := make([][2]*ast.Term, 0, 5)
+	add := func(key string, t func(*need) *ast.Term) {
+		if c := n.at(key); c != nil {
+			kvs = append(kvs, [2]*ast.Term{r.str(key), t(c)})
 		}
-		return m
 	}
-	return map[string]any{
-		"deployments":     orEmpty(s.Deployments),
-		"cloud_config":    orEmpty(s.CloudConfig),
-		"runtime_configs": orEmpty(s.RuntimeConfigs),
-		"releases":        orEmpty(s.Releases),
-		"stemcells":       orEmpty(s.Stemcells),
-	}
+	add("deployments", func(c *need) *ast.Term { return r.byName(s.Deployments, c) })
+	add("cloud_config", func(c *need) *ast.Term {
+		if s.CloudConfig == nil {
+			return ast.ObjectTerm()
+		}
+		return r.pruned(s.CloudConfig, c, true)
+	})
+	add("runtime_configs", func(c *need) *ast.Term { return r.byName(s.RuntimeConfigs, c) })
+	add("releases", func(c *need) *ast.Term { return r.byName(s.Releases, c) })
+	add("stemcells", func(c *need) *ast.Term { return r.byName(s.Stemcells, c) })
+	return ast.NewTerm(ast.NewObject(kvs...))
 }

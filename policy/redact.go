@@ -57,6 +57,7 @@ type redactor struct {
 	// (name, instances, release names) thousands of times in a large fleet.
 	terms map[string]*ast.Term
 	keys  map[string]bool // SecretKey, memoised
+	buf   [][2]*ast.Term  // pairs of the objects being built; see object
 }
 
 func newRedactor(secrets []string) *redactor {
@@ -126,17 +127,19 @@ func (r *redactor) term(v any, redact bool) *ast.Term {
 		}
 		return ast.ArrayTerm(ts...)
 	case map[string]any:
-		kvs := make([][2]*ast.Term, 0, len(x))
+		start := len(r.buf)
 		for k, e := range x {
-			kvs = append(kvs, r.pair(k, e, redact))
+			p := r.pair(k, e, redact)
+			r.buf = append(r.buf, p)
 		}
-		return ast.NewTerm(ast.NewObject(kvs...))
+		return r.object(start)
 	case map[any]any:
-		kvs := make([][2]*ast.Term, 0, len(x))
+		start := len(r.buf)
 		for k, e := range x {
-			kvs = append(kvs, r.pair(fmt.Sprint(k), e, redact))
+			p := r.pair(fmt.Sprint(k), e, redact)
+			r.buf = append(r.buf, p)
 		}
-		return ast.NewTerm(ast.NewObject(kvs...))
+		return r.object(start)
 	case []map[string]any:
 		ts := make([]*ast.Term, len(x))
 		for i, e := range x {
@@ -148,18 +151,112 @@ func (r *redactor) term(v any, redact bool) *ast.Term {
 	}
 }
 
+// object makes an object of the pairs in buf from start on, and pops them. NewObject
+// copies its pairs, so one buffer serves every object of a conversion, nested ones
+// included: they push above and pop back before their parent's next pair.
+func (r *redactor) object(start int) *ast.Term {
+	o := ast.NewObject(r.buf[start:]...)
+	clear(r.buf[start:])
+	r.buf = r.buf[:start]
+	return ast.NewTerm(o)
+}
+
 func (r *redactor) pair(k string, v any, redact bool) [2]*ast.Term {
-	if redact {
-		secret, ok := r.keys[k]
-		if !ok {
-			secret = SecretKey(k)
-			r.keys[k] = secret
-		}
-		if secret {
-			return [2]*ast.Term{r.str(k), redactedTerm}
-		}
+	if redact && r.secretKey(k) {
+		return [2]*ast.Term{r.str(k), redactedTerm}
 	}
 	return [2]*ast.Term{r.str(k), r.term(v, redact)}
+}
+
+func (r *redactor) secretKey(k string) bool {
+	secret, ok := r.keys[k]
+	if !ok {
+		secret = SecretKey(k)
+		r.keys[k] = secret
+	}
+	return secret
+}
+
+// pruned converts what n needs of v: of a map, only the keys n names (all of them when n
+// needs any key), secret keys still redacted whole; of a list, every element as n needs
+// any; anything else, or everything under a node needing all, in full.
+func (r *redactor) pruned(v any, n *need, redact bool) *ast.Term {
+	if n.all {
+		return r.term(v, redact)
+	}
+	switch m := v.(type) {
+	case map[string]any:
+		start := len(r.buf)
+		if n.any != nil {
+			for k, e := range m {
+				p := r.prunedPair(k, e, n.at(k), redact)
+				r.buf = append(r.buf, p)
+			}
+		} else {
+			for k, c := range n.kids {
+				if e, ok := m[k]; ok {
+					p := r.prunedPair(k, e, c, redact)
+					r.buf = append(r.buf, p)
+				}
+			}
+		}
+		return r.object(start)
+	case map[any]any:
+		start := len(r.buf)
+		for k, e := range m {
+			ks := fmt.Sprint(k)
+			if c := n.at(ks); c != nil {
+				p := r.prunedPair(ks, e, c, redact)
+				r.buf = append(r.buf, p)
+			}
+		}
+		return r.object(start)
+	case []any:
+		if n.any != nil {
+			ts := make([]*ast.Term, len(m))
+			for i, e := range m {
+				ts[i] = r.pruned(e, n.any, redact)
+			}
+			return ast.ArrayTerm(ts...)
+		}
+	}
+	return r.term(v, redact)
+}
+
+func (r *redactor) prunedPair(k string, v any, n *need, redact bool) [2]*ast.Term {
+	if n.all {
+		return r.pair(k, v, redact)
+	}
+	if redact && r.secretKey(k) {
+		return [2]*ast.Term{r.str(k), redactedTerm}
+	}
+	return [2]*ast.Term{r.str(k), r.pruned(v, n, redact)}
+}
+
+// byName converts a map of names (deployments, configs) to documents: the names are kept
+// as they are, the documents redacted.
+func (r *redactor) byName(m map[string]any, n *need) *ast.Term {
+	start := len(r.buf)
+	switch {
+	case n.all:
+		for k, v := range m {
+			t := r.term(v, true)
+			r.buf = append(r.buf, [2]*ast.Term{r.str(k), t})
+		}
+	case n.any != nil:
+		for k, v := range m {
+			t := r.pruned(v, n.at(k), true)
+			r.buf = append(r.buf, [2]*ast.Term{r.str(k), t})
+		}
+	default:
+		for k, c := range n.kids {
+			if v, ok := m[k]; ok {
+				t := r.pruned(v, c, true)
+				r.buf = append(r.buf, [2]*ast.Term{r.str(k), t})
+			}
+		}
+	}
+	return r.object(start)
 }
 
 func isPrivateKey(s string) bool {
