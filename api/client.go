@@ -52,6 +52,9 @@ func NewClient(baseURL, token string, o ClientOptions) (*Client, error) {
 	hc := o.HTTPClient
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// A director that accepts the connection but never answers must not hang the
+		// CLI; streams answer their headers at once, and logs within this bound.
+		tr.ResponseHeaderTimeout = 2 * time.Minute
 		if len(o.CACert) > 0 {
 			pool, err := x509.SystemCertPool()
 			if err != nil {
