@@ -167,9 +167,9 @@ type Vitals struct {
 type VM struct {
 	state.VM
 	// Instance is group/index of the VM's instance; empty for a VM no instance claims.
-	Instance     string `json:"instance,omitempty"`
-	AZ           string `json:"az,omitempty"`
-	ProcessState string `json:"process_state,omitempty"`
+	Instance     string  `json:"instance,omitempty"`
+	AZ           string  `json:"az,omitempty"`
+	ProcessState string  `json:"process_state,omitempty"`
 	Vitals       *Vitals `json:"vitals,omitempty"`
 }
 

@@ -249,4 +249,3 @@ func noArgs(verb string, pos []string) error {
 	}
 	return nil
 }
-
