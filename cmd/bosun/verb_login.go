@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"sort"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/bosun-gitops/bosun/api"
 )
 
 func init() {
 	register(&command{name: "login", summary: "check a token against a director and store both in your config file (0600) for the other verbs", run: runLogin})
+	register(&command{name: "env", aliases: []string{"environment"}, summary: "show the director the CLI talks to: its name, version, your user and scopes, what it has wired in", run: runEnv})
 	register(&command{name: "new-token", summary: "make a random API token and print the hash to configure the director with", run: runNewToken})
 }
 
@@ -111,4 +115,66 @@ func runNewToken(ctx context.Context, c *cli, args []string) error {
 	fmt.Fprintf(c.stdout, "Token (give it to %s; it is not shown again):\n  %s\n\nAdd to the director's --api-config under tokens:\n  - name: %s\n    hash: %s\n    scopes: [%s]\n",
 		tc.Name, tok, tc.Name, tc.Hash, strings.Join(tc.Scopes, ", "))
 	return nil
+}
+
+func runEnv(ctx context.Context, c *cli, args []string) error {
+	fs := newFlagSet(c, "env", "")
+	rf := addRemoteFlags(fs, false)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs("env", pos); err != nil {
+		return err
+	}
+	cl, err := rf.client()
+	if err != nil {
+		return err
+	}
+	info, err := cl.Info(ctx)
+	if err != nil {
+		return remoteError(err)
+	}
+	if rf.json {
+		return printJSON(c.stdout, map[string]any{"url": cl.URL(), "info": info})
+	}
+	user := info.User
+	if user == "" {
+		user = "(token not accepted: `bosun login` again)"
+	}
+	var have, missing []string
+	for _, k := range sortedKeysOf(info.Features) {
+		if info.Features[k] {
+			have = append(have, k)
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	return printPairs(c.stdout, [][2]string{
+		{"URL", cl.URL()},
+		{"Name", info.Name},
+		{"Version", info.Version},
+		{"User", user},
+		{"Scopes", dash(strings.Join(info.Scopes, ", "))},
+		{"Features", dash(strings.Join(have, ", "))},
+		{"Not wired", dash(strings.Join(missing, ", "))},
+	})
+}
+
+func sortedKeysOf(m map[string]bool) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// printPairs writes name/value lines aligned, as bosh env prints them.
+func printPairs(w io.Writer, pairs [][2]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, p := range pairs {
+		fmt.Fprintf(tw, "%s\t%s\n", p[0], p[1])
+	}
+	return tw.Flush()
 }
