@@ -465,3 +465,31 @@ func (panicky) Scan(ctx context.Context, deployment string) ([]api.Problem, erro
 	m["boom"]++ // a nil map write: a real bug, not a deliberate panic value
 	return nil, nil
 }
+
+func TestStopStreamsEndsFollowers(t *testing.T) {
+	e := newEnv(t, api.Options{})
+	seed(t, e.store)
+	ctx := ctxFor(t)
+	task, _ := e.store.Enqueue(ctx, state.Task{Type: state.TaskDeploy, Deployment: "web"})
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/tasks/%d/output?follow=1", e.server.URL, task.ID), nil)
+	req.Header.Set("Authorization", "Bearer "+readToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, resp.Body)
+		ended <- err
+	}()
+	e.api.StopStreams()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Errorf("stream broke instead of ending: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the follower's stream stayed open after StopStreams")
+	}
+}

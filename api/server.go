@@ -48,7 +48,15 @@ type Server struct {
 
 	statsMu sync.Mutex
 	stats   map[[2]string]int64 // (route, code) → requests
+
+	stopOnce sync.Once
+	stop     chan struct{} // closed by StopStreams
 }
+
+// StopStreams ends every followed task output at once (the clients pick up again from
+// where they were, at another director or this one restarted). Call it when the HTTP
+// server starts shutting down: http.Server.Shutdown waits for open streams otherwise.
+func (s *Server) StopStreams() { s.stopOnce.Do(func() { close(s.stop) }) }
 
 // New builds the API server of o.
 func New(o Options) (*Server, error) {
@@ -70,7 +78,7 @@ func New(o Options) (*Server, error) {
 	if o.Name == "" {
 		o.Name = "bosun"
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), stats: map[[2]string]int64{}}
+	s := &Server{o: o, mux: http.NewServeMux(), stats: map[[2]string]int64{}, stop: make(chan struct{})}
 	s.routes()
 	return s, nil
 }

@@ -181,6 +181,8 @@ func (s *Server) taskOutput(w http.ResponseWriter, r *http.Request, p *Principal
 		select {
 		case <-ctx.Done():
 			return nil, nil
+		case <-s.stop:
+			return nil, nil
 		case <-time.After(poll):
 		}
 	}

@@ -124,6 +124,8 @@ type apiRole struct {
 	mux *http.ServeMux
 	log *slog.Logger
 	tls *tls.Config // nil: plain HTTP
+	// onShutdown ends long-lived answers (followed task output) when serving stops.
+	onShutdown func()
 }
 
 func (a *apiRole) Name() string { return "api" }
@@ -133,6 +135,9 @@ func (a *apiRole) Run(ctx context.Context) error {
 		a.l = tls.NewListener(a.l, a.tls)
 	}
 	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	if a.onShutdown != nil {
+		srv.RegisterOnShutdown(a.onShutdown)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(a.l) }()
 	select {

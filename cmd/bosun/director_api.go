@@ -37,6 +37,8 @@ type apiWiring struct {
 
 	// tls is what setupAPI loaded from --api-config; the API role serves with it.
 	tls *tls.Config
+	// stopStreams ends followed task outputs when the API role stops serving.
+	stopStreams func()
 }
 
 // setupAPI mounts the API on the director's mux (its /healthz stays the director's own)
@@ -98,6 +100,7 @@ func setupAPI(ctx context.Context, d *director, f directorFlags, addr net.Addr) 
 		return err
 	}
 	d.mux.Handle("/", srv.Handler())
+	d.api.stopStreams = srv.StopStreams
 	return nil
 }
 

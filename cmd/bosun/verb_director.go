@@ -259,7 +259,7 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 	if ownPostgres != nil {
 		d.addRole(postgresRole{ownPostgres})
 	}
-	d.addRole(&apiRole{l: l, mux: d.mux, log: log.With("component", "api"), tls: d.api.tls})
+	d.addRole(&apiRole{l: l, mux: d.mux, log: log.With("component", "api"), tls: d.api.tls, onShutdown: d.api.stopStreams})
 	d.addRole(worker.New(store, d.handlers, worker.Config{
 		Owner:   fmt.Sprintf("%s:%d", host, os.Getpid()),
 		Workers: f.workers,
