@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,8 @@ type director struct {
 	mux      *http.ServeMux
 	handlers map[string]worker.Handler
 	roles    []role
+	// api holds the API's optional parts, set by plugins (director_api.go).
+	api apiWiring
 	// waitingFor says what the director needs before it has work, shown by /healthz and
 	// the logs; a plugin that brings the work clears it.
 	waitingFor string
@@ -120,12 +123,21 @@ type apiRole struct {
 	l   net.Listener
 	mux *http.ServeMux
 	log *slog.Logger
+	tls *tls.Config // nil: plain HTTP
+	// onShutdown ends long-lived answers (followed task output) when serving stops.
+	onShutdown func()
 }
 
 func (a *apiRole) Name() string { return "api" }
 
 func (a *apiRole) Run(ctx context.Context) error {
+	if a.tls != nil {
+		a.l = tls.NewListener(a.l, a.tls)
+	}
 	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	if a.onShutdown != nil {
+		srv.RegisterOnShutdown(a.onShutdown)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(a.l) }()
 	select {

@@ -53,6 +53,7 @@ type directorFlags struct {
 	workers     int
 	repo        string
 	grace       time.Duration
+	apiConfig   string
 }
 
 func runDirector(ctx context.Context, c *cli, args []string) error {
@@ -60,13 +61,14 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	var f directorFlags
 	fs.BoolVar(&f.dev, "dev", false, "development mode: run a private PostgreSQL cluster under --data-dir when --database-url is not given")
 	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir(), "where the director keeps its state: the NATS secret and, with --dev, its Postgres cluster")
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:25555", "address of the director's HTTP API (GET /healthz)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:25555", "address of the director's HTTP API")
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL (postgres://user:pass@host:port/db); without it --dev runs its own cluster")
 	fs.StringVar(&f.natsURL, "nats-url", "", "external NATS server URL; without it the director embeds one on --nats-listen")
 	fs.StringVar(&f.natsListen, "nats-listen", "127.0.0.1:4222", "address of the embedded NATS server")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&f.workers, "workers", 3, "how many tasks this director runs at once")
 	fs.StringVar(&f.repo, "repo", "", "manifest repository the reconciler watches: a local path or a git URL")
+	fs.StringVar(&f.apiConfig, "api-config", "", "YAML file of the API's tokens (by hash), teams and TLS certificate; see `bosun new-token`")
 	fs.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long running tasks may finish after SIGTERM before they are released to another director")
 	// newFlagSet's usage prints the defaults to the output parseFlags silenced, and runs
 	// twice on --help; print them once, to stdout.
@@ -251,17 +253,24 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 			return err
 		}
 	}
+	if err := setupAPI(ctx, d, f, l.Addr()); err != nil {
+		return err
+	}
 	if ownPostgres != nil {
 		d.addRole(postgresRole{ownPostgres})
 	}
-	d.addRole(&apiRole{l: l, mux: d.mux, log: log.With("component", "api")})
+	d.addRole(&apiRole{l: l, mux: d.mux, log: log.With("component", "api"), tls: d.api.tls, onShutdown: d.api.stopStreams})
 	d.addRole(worker.New(store, d.handlers, worker.Config{
 		Owner:   fmt.Sprintf("%s:%d", host, os.Getpid()),
 		Workers: f.workers,
 		Grace:   f.grace,
 	}, log.With("component", "workers")))
 
-	log.Info("director ready", "api", "http://"+l.Addr().String(), "nats", natsAddr, "roles", d.roleNames(), "data_dir", dataDir)
+	scheme := "http://"
+	if d.api.tls != nil {
+		scheme = "https://"
+	}
+	log.Info("director ready", "api", scheme+l.Addr().String(), "nats", natsAddr, "roles", d.roleNames(), "data_dir", dataDir)
 	if d.waitingFor != "" {
 		log.Info("waiting for "+d.waitingFor, "repo", f.repo)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/bosun-gitops/bosun/state"
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,14 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// optTime is nil for the zero time, so that a query can tell "no bound" from a bound.
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func nilIfEmpty(s []string) []string {
@@ -335,13 +344,8 @@ func (s *Store) AddEvent(ctx context.Context, e state.Event) (int64, error) {
 	return id, nil
 }
 
-// EventFilter narrows Events; zero values match everything.
-type EventFilter struct {
-	Deployment string
-	TaskID     int64
-	BeforeID   int64 // page backwards: only events older than this id
-	Limit      int   // default 200
-}
+// EventFilter narrows Events; it is state's, so callers need not import this package.
+type EventFilter = state.EventFilter
 
 // Events lists audit events, newest first.
 func (s *Store) Events(ctx context.Context, f EventFilter) ([]state.Event, error) {
@@ -351,7 +355,9 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]state.Event, error
 	rows, err := s.pool.Query(ctx, `SELECT id, time, username, action, object_type, object_name, deployment, instance,
 			coalesce(task_id, 0), error, context
 		FROM events WHERE ($1 = '' OR deployment = $1) AND ($2 = 0 OR task_id = $2) AND ($3 = 0 OR id < $3)
-		ORDER BY id DESC LIMIT $4`, f.Deployment, f.TaskID, f.BeforeID, f.Limit)
+		  AND ($5::text[] IS NULL OR deployment = ANY($5)) AND ($6 = '' OR instance = $6)
+		  AND ($7::timestamptz IS NULL OR time >= $7) AND ($8::timestamptz IS NULL OR time < $8)
+		ORDER BY id DESC LIMIT $4`, f.Deployment, f.TaskID, f.BeforeID, f.Limit, f.Deployments, f.Instance, optTime(f.Since), optTime(f.Until))
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}

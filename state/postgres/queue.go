@@ -218,12 +218,8 @@ func (s *Store) Task(ctx context.Context, id int64) (state.Task, error) {
 	return t, nil
 }
 
-// TaskFilter narrows Tasks; zero values match everything.
-type TaskFilter struct {
-	Deployment string
-	States     []string
-	Limit      int // default 100
-}
+// TaskFilter narrows Tasks; it is state's, so callers need not import this package.
+type TaskFilter = state.TaskFilter
 
 // Tasks lists tasks, newest first.
 func (s *Store) Tasks(ctx context.Context, f TaskFilter) ([]state.Task, error) {
@@ -232,7 +228,8 @@ func (s *Store) Tasks(ctx context.Context, f TaskFilter) ([]state.Task, error) {
 	}
 	rows, err := s.pool.Query(ctx, "SELECT "+taskColumns+` FROM tasks
 		WHERE ($1 = '' OR deployment = $1) AND ($2::text[] IS NULL OR state = ANY($2))
-		ORDER BY id DESC LIMIT $3`, f.Deployment, f.States, f.Limit)
+		  AND ($4::text[] IS NULL OR deployment = ANY($4))
+		ORDER BY id DESC LIMIT $3`, f.Deployment, f.States, f.Limit, f.Deployments)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}

@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bosun-gitops/bosun/api"
+)
+
+// `bosun director --dev` logs the local user in by writing the CLI's config file. Tests
+// must never touch the real user's: every director and CLI this test binary starts
+// inherits a BOSUN_CONFIG of its own, unless a test sets one itself.
+func init() {
+	if os.Getenv("BOSUN_CONFIG") == "" {
+		os.Setenv("BOSUN_CONFIG", filepath.Join(os.TempDir(), "bosun-e2e-cli-config.json"))
+	}
+}
+
+// startDirectorEnv is startDirector with extra environment variables.
+func startDirectorEnv(t *testing.T, env []string, args ...string) *directorProc {
+	t.Helper()
+	p := &directorProc{stderr: &syncBuffer{}, done: make(chan struct{})}
+	for i, a := range args {
+		if a == "--listen" {
+			p.api = args[i+1]
+		}
+	}
+	p.cmd = exec.Command(directorBinary(t), append([]string{"director"}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *directorProc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("director exited %d:\n%s", code, p.stderr)
+	}
+}
+
+// bosunCLI runs the bosun binary with env and returns its output and exit code.
+func bosunCLI(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(directorBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e syncBuffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if err != nil && cmd.ProcessState == nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
+
+func TestDirectorDevLogsTheCLIIn(t *testing.T) {
+	base := reachableTempDir(t)
+	data := filepath.Join(base, "data")
+	env := []string{"BOSUN_CONFIG=" + filepath.Join(base, "cli", "config.json"), "BOSUN_ENVIRONMENT=", "BOSUN_TOKEN="}
+	apiAddr, natsAddr := directorFreePort(t), directorFreePort(t)
+	args := []string{"--dev", "--data-dir", data, "--listen", apiAddr, "--nats-listen", natsAddr}
+	d := startDirectorEnv(t, env, args...)
+	d.healthy(t)
+
+	o, e, code := bosunCLI(t, env, "", "env", "--json")
+	var got struct {
+		URL  string   `json:"url"`
+		Info api.Info `json:"info"`
+	}
+	if code != 0 || json.Unmarshal([]byte(o), &got) != nil || got.Info.User != "dev" || got.URL != "http://"+apiAddr {
+		t.Fatalf("bosun env: %d %s%s", code, o, e)
+	}
+	if o, e, code := bosunCLI(t, env, "", "deployments"); code != 0 || !strings.Contains(o, "0 deployments") {
+		t.Errorf("bosun deployments: %d %s%s", code, o, e)
+	}
+	if _, e, code := bosunCLI(t, env, "", "suspend", "-d", "web"); code != 1 || e != "bosun suspend: no deployment named web: `bosun deployments` lists them\n" {
+		t.Errorf("suspend of a missing deployment: %d %q", code, e)
+	}
+
+	// Without a token: 401 with a reason, in JSON; /metrics open.
+	resp, err := http.Get("http://" + apiAddr + "/deployments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.Contains(string(b), `"error":"no token`) {
+		t.Errorf("no token: %d %s", resp.StatusCode, b)
+	}
+	resp, err = http.Get("http://" + apiAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `bosun_tasks{state="queued"} 0`) {
+		t.Errorf("metrics:\n%s", b)
+	}
+
+	// A restarted dev director keeps its token: the stored login still works.
+	d.stop(t)
+	d = startDirectorEnv(t, env, args...)
+	d.healthy(t)
+	if o, e, code := bosunCLI(t, env, "", "env"); code != 0 || !strings.Contains(o, "dev") {
+		t.Errorf("env after a restart: %d %s%s", code, o, e)
+	}
+	d.stop(t)
+}
+
+func TestDirectorServesTLSWithConfiguredTokens(t *testing.T) {
+	base := reachableTempDir(t)
+	certFile, keyFile := writeCert(t, base)
+	readTok, _ := api.NewToken()
+	cfg := "tls: {cert: " + certFile + ", key: " + keyFile + "}\n" +
+		"tokens:\n- {name: auditor, hash: " + api.HashToken(readTok) + ", scopes: [bosun.read]}\n"
+	cfgFile := filepath.Join(base, "api.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"BOSUN_CONFIG=" + filepath.Join(base, "cli.json"), "BOSUN_ENVIRONMENT=", "BOSUN_TOKEN="}
+	apiAddr, natsAddr := directorFreePort(t), directorFreePort(t)
+	d := startDirectorEnv(t, env, "--dev", "--data-dir", filepath.Join(base, "data"), "--listen", apiAddr, "--nats-listen", natsAddr, "--api-config", cfgFile)
+
+	pemBytes, _ := os.ReadFile(certFile)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		resp, err := client.Get("https://" + apiAddr + "/info")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("director exited:\n%s", d.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS answer within 3 minutes: %v\n%s", err, d.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	o, e, code := bosunCLI(t, env, readTok+"\n", "login", "https://"+apiAddr, "--ca-cert", certFile, "-e", "tls")
+	if code != 0 || !strings.Contains(o, "as auditor") {
+		t.Fatalf("login over TLS: %d %s%s", code, o, e)
+	}
+	if o, e, code := bosunCLI(t, env, "", "tasks", "--recent"); code != 0 || !strings.Contains(o, "0 recent tasks") {
+		t.Errorf("tasks over TLS: %d %s%s", code, o, e)
+	}
+	if _, e, code := bosunCLI(t, env, "", "reconcile"); code != 1 || !strings.Contains(e, "token auditor may not reconcile") {
+		t.Errorf("reconcile with a read token: %d %s", code, e)
+	}
+	// The dev login written at start trusts the configured certificate too.
+	if o, e, code := bosunCLI(t, env, "", "env", "-e", "dev"); code != 0 || !strings.Contains(o, "https://") {
+		t.Errorf("dev env over TLS: %d %s%s", code, o, e)
+	}
+	d.stop(t)
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key under dir.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bosun e2e"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
