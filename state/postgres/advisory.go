@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/bosun-gitops/bosun/state"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -92,4 +93,20 @@ func (l *AdvisoryLock) PID() uint32 {
 		return 0
 	}
 	return l.conn.PgConn().PID()
+}
+
+// UnfinishedTasks lists deployment's tasks of type typ that are queued or running
+// (processing or cancelling), oldest first: what the health monitor checks before it
+// queues a resurrection.
+func (s *Store) UnfinishedTasks(ctx context.Context, deployment, typ string) ([]state.Task, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+taskColumns+` FROM tasks
+		WHERE deployment = $1 AND type = $2 AND state IN ('queued', 'processing', 'cancelling') ORDER BY id`, deployment, typ)
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished %s tasks of %s: %w", typ, deployment, err)
+	}
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Task, error) { return scanTask(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished %s tasks of %s: %w", typ, deployment, err)
+	}
+	return ts, nil
 }
