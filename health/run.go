@@ -107,3 +107,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// ElectorFunc adapts a function to Elector.
+type ElectorFunc func(ctx context.Context) (Lease, error)
+
+// TryAcquire calls f.
+func (f ElectorFunc) TryAcquire(ctx context.Context) (Lease, error) { return f(ctx) }
+
+// LockKey is the Postgres advisory lock key of the active health monitor ("bosun-hm").
+const LockKey int64 = 0x626f73756e2d686d
