@@ -224,5 +224,5 @@ func TestDispatcherWindowAndSlowPluginDoesNotBlock(t *testing.T) {
 
 type pluginFunc func(ctx context.Context, a Alert) error
 
-func (pluginFunc) Name() string                               { return "func" }
+func (pluginFunc) Name() string                                 { return "func" }
 func (f pluginFunc) Deliver(ctx context.Context, a Alert) error { return f(ctx, a) }
