@@ -61,6 +61,9 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 	}
 	heard := make(map[string]seen, len(inv.byAgent))
 	var rogues []string
+	// An agent without a spec may be a compilation VM a running task made: only rogue
+	// when no task holds any deployment.
+	busy := len(locked) > 0
 	m.mu.Lock()
 	for id, st := range m.agents {
 		if _, ok := inv.byAgent[id]; ok {
@@ -71,7 +74,7 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 		switch {
 		case silent > 2*m.cfg.AgentTimeout:
 			delete(m.agents, id)
-		case silent <= m.cfg.AgentTimeout && now.Sub(time.Unix(0, st.first)) >= m.cfg.RogueAfter:
+		case silent <= m.cfg.AgentTimeout && now.Sub(time.Unix(0, st.first)) >= m.cfg.RogueAfter && !(st.unapplied && busy):
 			rogues = append(rogues, id)
 		}
 	}

@@ -19,6 +19,8 @@ type director struct {
 
 	mu    sync.Mutex
 	lease *postgres.AdvisoryLock
+	// dead makes the director stop competing, as a killed process would.
+	dead bool
 }
 
 func (d *director) pid() uint32 {
@@ -43,6 +45,12 @@ func startDirector(t *testing.T, e *env) *director {
 	}
 	d := &director{m: m, done: make(chan error, 1)}
 	el := ElectorFunc(func(ctx context.Context) (Lease, error) {
+		d.mu.Lock()
+		dead := d.dead
+		d.mu.Unlock()
+		if dead {
+			return nil, nil
+		}
 		l, err := store.TryAdvisoryLock(ctx, LockKey)
 		if l == nil {
 			return nil, err
@@ -98,7 +106,10 @@ func TestFailoverBetweenTwoMonitors(t *testing.T) {
 	}
 
 	// The active director's database session dies (as when its process is killed): the
-	// standby takes over, and the old one steps down.
+	// standby takes over, and the old one steps down. The e2e test kills a real director.
+	active.mu.Lock()
+	active.dead = true
+	active.mu.Unlock()
 	admin, err := pgx.Connect(e.ctx, e.url)
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +124,9 @@ func TestFailoverBetweenTwoMonitors(t *testing.T) {
 	})
 
 	// A clean stop hands the role back.
+	active.mu.Lock()
+	active.dead = false
+	active.mu.Unlock()
 	standby.stop(t)
 	waitFor(t, "the first monitor to take over again", func() bool { return active.m.Active() })
 }

@@ -156,6 +156,8 @@ type agentState struct {
 	last     int64 // unix nanos of the last good heartbeat
 	first    int64 // unix nanos of the first heartbeat heard
 	jobState jobState
+	// unapplied: the agent has no instance spec yet (a new or compilation VM).
+	unapplied bool
 }
 
 type jobState uint8
@@ -318,7 +320,7 @@ func (m *Monitor) HandleHeartbeat(subject string, data []byte) {
 		st = &agentState{first: now}
 		m.agents[strings.Clone(id)] = st
 	}
-	st.last, st.jobState = now, js
+	st.last, st.jobState, st.unapplied = now, js, hb.NodeID == ""
 	m.mu.Unlock()
 	m.heartbeats.Add(1)
 }
@@ -421,10 +423,18 @@ func (m *Monitor) LastHeartbeat(id string) time.Time {
 	return time.Time{}
 }
 
-// Responsive reports whether agent id heartbeated within the agent timeout.
+// Responsive reports whether agent id heartbeated within the agent timeout. Before the
+// monitor has listened for a whole timeout, silence proves nothing: that is an error.
 func (m *Monitor) Responsive(_ context.Context, id string) (bool, error) {
-	last := m.LastHeartbeat(id)
-	return !last.IsZero() && m.cfg.Now().Sub(last) <= m.cfg.AgentTimeout, nil
+	now := m.cfg.Now()
+	if last := m.LastHeartbeat(id); !last.IsZero() && now.Sub(last) <= m.cfg.AgentTimeout {
+		return true, nil
+	}
+	if listened := now.Sub(time.Unix(0, m.since.Load())); listened < m.cfg.AgentTimeout {
+		return false, fmt.Errorf("agent %s: not heard yet, and the health monitor has listened for only %s (agent timeout %s)",
+			id, listened.Round(time.Second), m.cfg.AgentTimeout)
+	}
+	return false, nil
 }
 
 // Active reports whether this monitor holds the lock and acts.

@@ -223,9 +223,46 @@ func TestRogueAgentAlertedNeverResurrected(t *testing.T) {
 	if len(rep.Rogue)+len(rep.Enqueued)+len(rep.Unresponsive) > 0 {
 		t.Errorf("after the stranger left: %+v", rep)
 	}
+
+	// While a task runs, an agent without a spec may be its compilation VM: not rogue.
+	// One that claims an instance nobody has is rogue all the same.
+	if _, err := e.store.Enqueue(e.ctx, state.Task{Type: state.TaskDeploy, Deployment: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	if task, err := e.store.Claim(e.ctx, "w", nil); err != nil || task == nil {
+		t.Fatalf("claim: %v, %v", task, err)
+	}
+	compiler, squatter := e.agent("compiler"), e.agent("squatter")
+	for range 5 {
+		e.clock.Advance(30 * time.Second)
+		e.heartbeatSeen(compiler, state.Instance{}, protocol.JobRunning)
+		e.heartbeatSeen(squatter, state.Instance{ID: "0f0f0f0f-0000-4000-8000-000000000000", Deployment: "gone", Group: "x"}, protocol.JobRunning)
+		e.analyze()
+	}
+	if rep := e.analyze(); !cmp.Equal(rep.Rogue, []string{"squatter"}) {
+		t.Errorf("rogue while a task runs = %v, want only the squatter", rep.Rogue)
+	}
 	alerts := e.flush()
 	if n := countTitles(alerts, "stranger is not a part of any deployment"); n != 1 {
 		t.Errorf("%d rogue alerts, want 1: %q", n, e.rec.titles())
+	}
+}
+
+func TestResponsiveNeedsAWholeTimeoutOfListening(t *testing.T) {
+	e := newEnv(t, Config{AgentTimeout: time.Minute})
+	a := e.agent("a1")
+	if ok, err := e.m.Responsive(e.ctx, "a1"); ok || err == nil {
+		t.Errorf("unheard agent right after start = %v, %v; want an error", ok, err)
+	}
+	e.heartbeatSeen(a, state.Instance{}, protocol.JobRunning)
+	if ok, err := e.m.Responsive(e.ctx, "a1"); !ok || err != nil {
+		t.Errorf("after a heartbeat = %v, %v", ok, err)
+	}
+	e.clock.Advance(61 * time.Second)
+	for _, id := range []string{"a1", "never-heard"} {
+		if ok, err := e.m.Responsive(e.ctx, id); ok || err != nil {
+			t.Errorf("%s after a silent timeout = %v, %v; want false, nil", id, ok, err)
+		}
 	}
 }
 

@@ -56,7 +56,9 @@ func (m *Monitor) Run(ctx context.Context, t protocol.Transport, el Elector) err
 		}
 		m.lead(ctx, lease)
 		lease.Release(context.WithoutCancel(ctx))
-		if ctx.Err() != nil {
+		// A monitor that lost its lease lets the others go first: whatever cost it the
+		// lease (its database connection) may well cost it the next one.
+		if ctx.Err() != nil || !sleep(ctx, m.cfg.LeaseRetry) {
 			return nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/bosun-gitops/bosun/state"
 	"github.com/bosun-gitops/bosun/state/postgres"
 	"github.com/jackc/pgx/v5"
 )
@@ -54,4 +55,40 @@ func TestAdvisoryLockExclusiveAndFreedWithItsSession(t *testing.T) {
 		t.Fatalf("take after release = %v, %v; want the lock", lc, err)
 	}
 	lc.Release(ctx)
+}
+
+func TestUnfinishedTasks(t *testing.T) {
+	ctx := ctxFor(t)
+	s := openStore(t, pgtestDatabase(t))
+	var ids []int64
+	for _, tk := range []state.Task{
+		{Type: state.TaskResurrect, Deployment: "web"},
+		{Type: state.TaskResurrect, Deployment: "web"},
+		{Type: state.TaskDeploy, Deployment: "web"},
+		{Type: state.TaskResurrect, Deployment: "db"},
+	} {
+		got, err := s.Enqueue(ctx, tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, got.ID)
+	}
+	// The first runs, then finishes; the second runs.
+	first, err := s.Claim(ctx, "w", nil)
+	if err != nil || first == nil || first.ID != ids[0] {
+		t.Fatalf("claim = %+v, %v", first, err)
+	}
+	if err := s.Finish(ctx, first.ID, "w", state.TaskDone, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, "w", []string{state.TaskResurrect}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.UnfinishedTasks(ctx, "web", state.TaskResurrect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != ids[1] || got[0].State != state.TaskProcessing {
+		t.Errorf("unfinished = %+v, want task %d processing", got, ids[1])
+	}
 }
