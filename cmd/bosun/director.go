@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/bus"
+	hm "github.com/bosun-gitops/bosun/health"
 	"github.com/bosun-gitops/bosun/state/postgres"
 	"github.com/bosun-gitops/bosun/state/postgres/cluster"
 	"github.com/bosun-gitops/bosun/state/postgres/worker"
@@ -51,6 +52,8 @@ type director struct {
 	// waitingFor says what the director needs before it has work, shown by /healthz and
 	// the logs; a plugin that brings the work clears it.
 	waitingFor string
+	// monitor is the health monitor (nil with --no-health).
+	monitor *hm.Monitor
 
 	mu     sync.Mutex
 	status map[string]string

@@ -54,6 +54,7 @@ type directorFlags struct {
 	repo        string
 	grace       time.Duration
 	apiConfig   string
+	health      healthFlags
 }
 
 func runDirector(ctx context.Context, c *cli, args []string) error {
@@ -70,6 +71,7 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&f.repo, "repo", "", "manifest repository the reconciler watches: a local path or a git URL")
 	fs.StringVar(&f.apiConfig, "api-config", "", "YAML file of the API's tokens (by hash), teams and TLS certificate; see `bosun new-token`")
 	fs.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long running tasks may finish after SIGTERM before they are released to another director")
+	f.health.register(fs)
 	// newFlagSet's usage prints the defaults to the output parseFlags silenced, and runs
 	// twice on --help; print them once, to stdout.
 	printed := false
@@ -96,6 +98,9 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	}
 	if f.workers < 1 {
 		return usageError("--workers %d: at least one worker is needed", f.workers)
+	}
+	if _, err := f.health.config(); err != nil {
+		return err
 	}
 	if f.databaseURL == "" && !f.dev {
 		return usageError("no database: give --database-url, or --dev to run a private PostgreSQL under --data-dir")
@@ -248,6 +253,9 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 			"so the director runs tasks but has none to plan",
 	}
 	d.mux.HandleFunc("GET /healthz", d.serveHealth)
+	if err := startHealth(d, f.health); err != nil {
+		return err
+	}
 	for _, plug := range directorPlugins {
 		if err := plug(d); err != nil {
 			return err
