@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -260,7 +261,30 @@ func decodeStrict(file string, data []byte, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && err != io.EOF {
-		return fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+		return yamlError(file, err)
 	}
 	return nil
+}
+
+// yamlError turns yaml.v3's "line N: msg" into "file:N: msg", as every other error reads.
+func yamlError(file string, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	out := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		if rest, ok := strings.CutPrefix(e, "line "); ok {
+			if n, msg, ok := strings.Cut(rest, ": "); ok {
+				msg = strings.Replace(msg, "field ", "unknown key ", 1)
+				if i := strings.Index(msg, " not found in type"); i > 0 {
+					msg = msg[:i]
+				}
+				out = append(out, fmt.Sprintf("%s:%s: %s", file, n, msg))
+				continue
+			}
+		}
+		out = append(out, file+": "+e)
+	}
+	return errors.New(strings.Join(out, "\n"))
 }

@@ -409,6 +409,9 @@ func (rr *Renderer) renderDeployment(ctx context.Context, fsys fs.FS, rv *Render
 		Static: static, Store: store, InterpolateOptions: manifest.InterpolateOptions{ExpectAllKeys: true},
 	})
 	if err != nil {
+		if !strings.Contains(err.Error(), base+"/") {
+			err = fmt.Errorf("%s: %w (declare them under variables:, or set them in %s)", file, err, varsFile)
+		}
 		return nil, err
 	}
 	generated := map[string]*manifest.Node{}

@@ -127,7 +127,7 @@ func ParseRepoConfig(file string, data []byte) (RepoConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+		return c, yamlError(file, err)
 	}
 	var errs []string
 	for name, d := range c.Deployments {

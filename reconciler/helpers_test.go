@@ -1,0 +1,36 @@
+package reconciler
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"fmt"
+	"io"
+)
+
+func sprint(v any) string { return fmt.Sprint(v) }
+
+func untgzForTest(r io.Reader) (map[string][]byte, error) {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	tr := tar.NewReader(zr)
+	out := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, err
+		}
+		out[h.Name] = b
+	}
+}
