@@ -1,9 +1,12 @@
 package reconciler
 
 import (
+	"io/fs"
+
 	"archive/tar"
 	"compress/gzip"
 	"fmt"
+	repotemplate "github.com/bosun-gitops/bosun/repo-template"
 	"io"
 )
 
@@ -33,4 +36,9 @@ func untgzForTest(r io.Reader) (map[string][]byte, error) {
 		}
 		out[h.Name] = b
 	}
+}
+
+func fsRead(p string) (string, error) {
+	b, err := fs.ReadFile(repotemplate.FS(), p)
+	return string(b), err
 }
