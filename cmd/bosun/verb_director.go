@@ -53,6 +53,7 @@ type directorFlags struct {
 	workers     int
 	repo        string
 	grace       time.Duration
+	rec         reconcilerFlags
 }
 
 func runDirector(ctx context.Context, c *cli, args []string) error {
@@ -67,6 +68,7 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&f.workers, "workers", 3, "how many tasks this director runs at once")
 	fs.StringVar(&f.repo, "repo", "", "manifest repository the reconciler watches: a local path or a git URL")
+	f.rec.register(fs)
 	fs.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long running tasks may finish after SIGTERM before they are released to another director")
 	// newFlagSet's usage prints the defaults to the output parseFlags silenced, and runs
 	// twice on --help; print them once, to stdout.
@@ -236,6 +238,8 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 		log:      log,
 		dataDir:  dataDir,
 		repo:     f.repo,
+		dev:      f.dev,
+		rec:      f.rec,
 		store:    store,
 		nats:     nc,
 		bus:      embedded,
