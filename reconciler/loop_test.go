@@ -257,7 +257,7 @@ func (c fakeCloud) HasVM(_ context.Context, cid cpi.VMCID) (bool, error) {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	repo  *workRepo
 	store *postgres.Store
@@ -266,7 +266,9 @@ type harness struct {
 	r     *Reconciler
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newBenchHarness(t) }
+
+func newBenchHarness(t testing.TB) *harness {
 	ctx := testCtx(t)
 	h := &harness{t: t, ctx: ctx, repo: newWorkRepo(t)}
 	st, err := postgres.Open(ctx, pgtest.NewDatabase(t), slog.New(slog.DiscardHandler))
@@ -501,6 +503,14 @@ func TestLoopPolicyDenyRejectsAndDeletionNeedsTrailer(t *testing.T) {
 	if v, _ := h.store.Verdict(h.ctx, denied); len(v.Denies) != 1 {
 		t.Errorf("stored denies = %q", v.Denies)
 	}
+	// Deleting the policy in the same commit does not help: the last accepted revision's
+	// policies judge it.
+	h.repo.commit("drop other and the rule", map[string]string{"policies/deletion.rego": "", "policies/deletion_test.rego": ""})
+	if j := h.reconcile(state.RevisionRejected); !strings.Contains(strings.Join(j.Problems, " "), "Bosun-Allow-Delete: other") {
+		t.Fatalf("problems = %q", j.Problems)
+	}
+	h.repo.commit("restore the rule", map[string]string{"policies/deletion.rego": files["policies/deletion.rego"], "policies/deletion_test.rego": files["policies/deletion_test.rego"]})
+	h.reconcile(state.RevisionRejected) // other is still gone from the tree
 	// The same deletion, meant: the deployment goes.
 	allowed := h.repo.commit("drop other\n\nBosun-Allow-Delete: other", map[string]string{"README.md": "again\n"})
 	j = h.reconcile(state.RevisionAccepted)
