@@ -132,6 +132,17 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 	if len(params.Warnings) > 0 {
 		o.Policy = &status.Policy{Warn: params.Warnings}
 	}
+	// A newer accepted revision already queued its own task for this deployment: converge
+	// once, to the newest, rather than roll out every commit of a burst.
+	renders, err := r.cfg.Store.DeploymentRenders(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, dr := range renders {
+		if dr.Deployment == task.Deployment && dr.Revision != params.Revision && dr.Digest != params.Digest {
+			return fmt.Sprintf("%s: %s superseded by %s", task.Deployment, short(params.Revision), short(dr.Revision)), nil
+		}
+	}
 	rd, err := r.renderedAt(ctx, params.Revision)
 	if err != nil {
 		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: err.Error()}
@@ -157,7 +168,7 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 		// nothing to converge, nothing to commit.
 		return fmt.Sprintf("%s: nothing to change at %s", d.Name, short(params.Revision)), nil
 	}
-	if err := r.cfg.Store.PutDeployment(ctx, state.Deployment{Name: d.Name, Revision: params.Revision, Manifest: []byte(d.File)}); err != nil {
+	if err := r.cfg.Store.PutDeployment(ctx, state.Deployment{Name: d.Name, Revision: params.Revision, Manifest: d.Source}); err != nil {
 		return "", err
 	}
 	o, err = r.converge(ctx, task, rd, d, p, obs.IPsInUse, emit, o)

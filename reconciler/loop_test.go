@@ -445,6 +445,21 @@ func TestLoopDeployChangeAndNoop(t *testing.T) {
 	if len(after) != 1 || after[0].ID != before[0].ID {
 		t.Fatalf("after scaling down: %+v; want web/0 kept (%s)", after, before[0].ID)
 	}
+
+	// A burst of two commits: the older task yields to the newer one.
+	m = h.repo.read("deployments/demo/manifest.yml")
+	h.repo.commit("burst 1", map[string]string{"deployments/demo/manifest.yml": strings.Replace(m, "Bonjour", "Hallo", 1)})
+	older := h.reconcile(state.RevisionAccepted).Tasks[0]
+	newest := h.repo.commit("burst 2", map[string]string{"deployments/demo/manifest.yml": strings.Replace(m, "Bonjour", "Hola", 1)})
+	newer := h.reconcile(state.RevisionAccepted).Tasks[0]
+	runs := len(h.conv.runs)
+	if res := h.mustRun(older); !strings.Contains(res, "superseded by "+newest[:7]) || len(h.conv.runs) != runs {
+		t.Fatalf("older task: %q, converged %d times", res, len(h.conv.runs)-runs)
+	}
+	h.mustRun(newer)
+	if d, _ := h.store.Deployment(h.ctx, "demo"); d.Revision != newest || !strings.Contains(string(d.Manifest), "Hola") {
+		t.Errorf("deployment recorded at %s with manifest %q", d.Revision, d.Manifest)
+	}
 }
 
 func TestLoopBadInputFailsAndNextGoodCommitProceeds(t *testing.T) {

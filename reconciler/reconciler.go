@@ -106,13 +106,16 @@ type Reconciler struct {
 	log *slog.Logger
 
 	// mu serialises judging: one revision at a time, in order.
-	mu      sync.Mutex
-	inited  bool
-	prev    *Rendered // last accepted revision, rendered
-	last    string    // last judged sha
-	cacheMu sync.Mutex
-	cache   map[string]*Rendered // by sha: revisions rendered recently
-	order   []string
+	mu     sync.Mutex
+	inited bool
+	prev   *Rendered // last accepted revision, rendered
+	last   string    // last judged sha
+	// renderMu serialises renders, so the judge and task handlers never generate the same
+	// variable twice; cache holds revisions rendered recently, by sha.
+	renderMu sync.Mutex
+	cacheMu  sync.Mutex
+	cache    map[string]*Rendered
+	order    []string
 
 	driftMu   sync.Mutex
 	driftSeen map[string]string // deployment → the missing set last acted on
@@ -136,6 +139,12 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if cfg.Renderer == nil {
 		cfg.Renderer = &Renderer{}
+	}
+	if cfg.Renderer.Releases == nil {
+		cfg.Renderer.Releases = &Releases{}
+	}
+	if cfg.Renderer.Vars == nil {
+		cfg.Renderer.Vars = &MemoryVariables{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -202,6 +211,17 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
+// RepoConfig is bosun.yml of the last accepted revision (the health monitor reads each
+// deployment's resurrection settings from it); the zero value before any was accepted.
+func (r *Reconciler) RepoConfig() RepoConfig {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.prev == nil {
+		return RepoConfig{}
+	}
+	return r.prev.Config
+}
+
 // Judgement is what became of one revision.
 type Judgement struct {
 	Revision string
@@ -266,6 +286,8 @@ func (r *Reconciler) init(ctx context.Context) error {
 
 // rendered renders rev, from cache when it was rendered lately.
 func (r *Reconciler) rendered(ctx context.Context, rev source.Revision) (*Rendered, error) {
+	r.renderMu.Lock()
+	defer r.renderMu.Unlock()
 	r.cacheMu.Lock()
 	rd, ok := r.cache[rev.SHA]
 	r.cacheMu.Unlock()

@@ -86,7 +86,9 @@ func (r *Rendered) Names() []string {
 type Deployment struct {
 	Name string
 	// File is deployments/<name>/manifest.yml.
-	File         string
+	File string
+	// Source is manifest.yml as committed (no ops, no variables): what the director records.
+	Source       []byte
 	Manifest     *manifest.Deployment
 	Interpolated *manifest.Node
 	Desired      plan.Desired
@@ -103,6 +105,16 @@ type Deployment struct {
 type Renderer struct {
 	Releases *Releases
 	Vars     Variables
+	retried  bool
+}
+
+func sameNode(a, b *manifest.Node) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, err1 := manifest.Marshal(a)
+	y, err2 := manifest.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
 }
 
 func readOptional(fsys fs.FS, name string) ([]byte, bool, error) {
@@ -425,6 +437,21 @@ func (rr *Renderer) renderDeployment(ctx context.Context, fsys fs.FS, rv *Render
 	if err := rr.Vars.Save(ctx, dir, generated); err != nil {
 		return nil, fmt.Errorf("%s: %w", base, err)
 	}
+	if len(generated) > 0 && !rr.retried {
+		// Another director may have stored the same variable first, and its value won:
+		// render again with what is stored rather than run with a value nobody kept.
+		again, err := rr.Vars.Load(ctx, dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", base, err)
+		}
+		for name, v := range generated {
+			if !sameNode(again.Get(name), v) {
+				retry := *rr
+				retry.retried = true
+				return retry.renderDeployment(ctx, fsys, rv, dir)
+			}
+		}
+	}
 	dep, err := manifest.LoadDeployment(doc)
 	if err != nil {
 		return nil, err
@@ -435,7 +462,7 @@ func (rr *Renderer) renderDeployment(ctx context.Context, fsys fs.FS, rv *Render
 	if err := manifest.Validate(dep, rv.CloudConfig, rv.RuntimeConfig); err != nil {
 		return nil, err
 	}
-	d := &Deployment{Name: dir, File: file, Manifest: dep, Interpolated: doc, Secrets: secrets,
+	d := &Deployment{Name: dir, File: file, Source: data, Manifest: dep, Interpolated: doc, Secrets: secrets,
 		Releases: map[string]*Release{}, Stemcells: map[string]Stemcell{}}
 	if err := resolve(d, rv); err != nil {
 		return nil, err

@@ -215,3 +215,47 @@ func fmtAny(v any) string {
 	b.WriteString(strings.TrimSpace(strings.ReplaceAll(sprint(v), "\n", " ")))
 	return b.String()
 }
+
+func TestBuildTaskResolvesLinks(t *testing.T) {
+	ctx := testCtx(t)
+	m, _ := fs.ReadFile(repotemplate.FS(), "deployments/demo/manifest.yml")
+	manifest := strings.Replace(string(m), "releases:\n", "releases:\n- name: client\n  version: latest\n", 1) +
+		"  - name: client\n    release: client\n"
+	edits := map[string]string{
+		"deployments/demo/manifest.yml":                    manifest,
+		"releases/client/config/final.yml":                 "name: client\n",
+		"releases/client/jobs/client/spec":                 "name: client\ntemplates:\n  peers.tmpl: config/peers\nconsumes:\n- name: backend\n  type: http\n",
+		"releases/client/jobs/client/templates/peers.tmpl": `{{ with link "backend" }}port={{ .P "port" }}{{ range .Instances }} {{ .Address }}{{ end }}{{ end }}` + "\n",
+	}
+	fsys := templateFS(t, edits)
+	fsys["releases/client/jobs/client/monit"] = &fstest.MapFile{Data: nil, Mode: 0o644}
+	rd, err := (&Renderer{}).Render(ctx, "x", fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := rd.Deployments["demo"]
+	p, err := plan.Compute(d.Desired, plan.Observed{}, plan.Options{NewID: seqIDs("i")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := BuildTask(ctx, rd, d, p, blobs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := blobs.Get(ctx, task.Instances["i-1"].RenderedTemplates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	files, err := untgzForTest(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(files["client/config/peers"])); got != "port=8080 127.77.0.10 127.77.0.11" {
+		t.Errorf("peers = %q; want the web link's port and both addresses", got)
+	}
+}

@@ -130,6 +130,20 @@ func BuildTask(ctx context.Context, rv *Rendered, d *Deployment, p plan.Plan, bl
 		return b, nil
 	}
 	renderer := release.NewRenderer()
+	provs, err := providers(rv, d)
+	if err != nil {
+		return t, err
+	}
+	// An instance's address for links: its first network's IP (BOSH's default address
+	// without DNS).
+	ipOf := func(in plan.InstancePlan) string {
+		for _, a := range in.IPs {
+			if a.IP != "" {
+				return a.IP
+			}
+		}
+		return ""
+	}
 	pkgNeeded := map[string][]string{} // release → package names
 	var stemcell *Stemcell
 	for _, gp := range p.Groups {
@@ -207,7 +221,11 @@ func BuildTask(ctx context.Context, rv *Rendered, d *Deployment, p plan.Plan, bl
 				}
 				ci.Jobs = append(ci.Jobs, converge.Job{Name: j.Name, Release: r.Name, Version: rj.Fingerprint, Blob: b.Jobs[j.Name], Packages: rj.Spec.Packages})
 				pkgNeeded[r.Name] = append(pkgNeeded[r.Name], rj.Spec.Packages...)
-				inputs = append(inputs, release.JobInput{Release: r.Name, ReleaseVersion: r.Version, Job: rj, Properties: jobProperties(d.Manifest, ig, j)})
+				links, err := resolveLinks(provs, p, d, j.Consumes, rj, ipOf)
+				if err != nil {
+					return t, fmt.Errorf("%s: %w", j.Pos, err)
+				}
+				inputs = append(inputs, release.JobInput{Release: r.Name, ReleaseVersion: r.Version, Job: rj, Properties: jobProperties(d.Manifest, ig, j), Links: links})
 			}
 			ri, err := renderer.Render(release.InstanceSpec{
 				Deployment: d.Name, Name: in.Group, Index: in.Index, ID: in.ID, AZ: in.AZ,
