@@ -132,6 +132,9 @@ func (s *Store) Save() error {
 	if !s.changed {
 		return nil
 	}
+	if err := s.saveable(); err != nil {
+		return err
+	}
 	data, err := Marshal(s.values)
 	if err != nil {
 		return fmt.Errorf("encoding vars store: %w", err)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make demo: a director on the embedded default (its own Postgres under DATA_DIR, embedded
-# NATS), shown healthy, kept running until Ctrl-C, then stopped cleanly.
+# make demo: `bosun init` a manifest repository under DATA_DIR/repo (once), then a director on
+# the embedded default (its own Postgres under DATA_DIR, embedded NATS, the local CPI)
+# reconciling it, shown healthy; the demo's instances' URLs are printed once they answer.
+# Kept running until Ctrl-C, then stopped cleanly.
 # BOSUN_LISTEN and BOSUN_NATS_LISTEN move it off the default ports.
 set -euo pipefail
 dir=${1:?usage: demo.sh DATA_DIR}
@@ -25,7 +27,12 @@ if (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; then
   exit 1
 fi
 
-./bin/bosun director --dev --data-dir "$dir/data" --listen "$listen" --nats-listen "$nats" &
+repo="$dir/repo"
+if [ ! -e "$repo/.git" ]; then
+  ./bin/bosun init "$repo"
+fi
+
+./bin/bosun director --dev --data-dir "$dir/data" --repo "$repo" --listen "$listen" --nats-listen "$nats" &
 pid=$!
 # Ctrl-C reaches the director too; either way it gets SIGTERM and stops in order.
 trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
@@ -63,5 +70,35 @@ echo "demo: director healthy at http://$listen/healthz"
 echo "demo:   $body"
 echo "demo: data (Postgres cluster, NATS secret) kept under $dir/data"
 echo "demo: waiting for $(field waiting_for <<<"$body")"
+echo "demo: manifest repository $repo (edit, commit, watch: git -C $repo log bosun/status)"
+
+# The instances' addresses, from the status branch once the demo converged.
+instance_ips() {
+  git -C "$repo" show bosun/status:deployments/demo.yml 2>/dev/null | sed -n 's/^ *- \(127\.[0-9.]*\)$/\1/p'
+}
+answer() {
+  local out
+  exec 4<>"/dev/tcp/$1/8080" || return 1
+  printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&4
+  out=$(sed '1,/^\r$/d' <&4)
+  exec 4>&-
+  printf '%s' "$out"
+}
+if command -v git >/dev/null; then
+  echo "demo: converging the demo deployment (the first deploy compiles its Go package; allow a few minutes)"
+  deadline=$((SECONDS + 600))
+  while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do
+    ips=$(instance_ips)
+    if [ -n "$ips" ]; then
+      all=1
+      for ip in $ips; do answer "$ip" >/dev/null 2>&1 || all=0; done
+      if [ "$all" = 1 ]; then
+        for ip in $ips; do echo "demo: http://$ip:8080/ answers: $(answer "$ip" 2>/dev/null)"; done
+        break
+      fi
+    fi
+    sleep 1
+  done
+fi
 echo "demo: press Ctrl-C to stop it"
 finish

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/bus"
 	hm "github.com/bosun-gitops/bosun/health"
+	"github.com/bosun-gitops/bosun/reconciler"
 	"github.com/bosun-gitops/bosun/state/postgres"
 	"github.com/bosun-gitops/bosun/state/postgres/cluster"
 	"github.com/bosun-gitops/bosun/state/postgres/worker"
@@ -40,8 +41,12 @@ type director struct {
 	log     *slog.Logger
 	dataDir string // absolute; plugins keep their files under it
 	repo    string // --repo, checked to be a directory or a git URL
-	store   *postgres.Store
-	nats    *nats.Conn
+	dev     bool
+	rec     reconcilerFlags
+	// reconciler is set when --repo is given (the API's "reconcile now").
+	reconciler *reconciler.Reconciler
+	store      *postgres.Store
+	nats       *nats.Conn
 	// bus is the embedded NATS server (nil with --nats-url); it derives agent credentials.
 	bus      *bus.Server
 	mux      *http.ServeMux

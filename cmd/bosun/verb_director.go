@@ -55,6 +55,7 @@ type directorFlags struct {
 	grace       time.Duration
 	apiConfig   string
 	health      healthFlags
+	rec         reconcilerFlags
 }
 
 func runDirector(ctx context.Context, c *cli, args []string) error {
@@ -70,6 +71,7 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	fs.IntVar(&f.workers, "workers", 3, "how many tasks this director runs at once")
 	fs.StringVar(&f.repo, "repo", "", "manifest repository the reconciler watches: a local path or a git URL")
 	fs.StringVar(&f.apiConfig, "api-config", "", "YAML file of the API's tokens (by hash), teams and TLS certificate; see `bosun new-token`")
+	f.rec.register(fs)
 	fs.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long running tasks may finish after SIGTERM before they are released to another director")
 	f.health.register(fs)
 	// newFlagSet's usage prints the defaults to the output parseFlags silenced, and runs
@@ -243,6 +245,8 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 		log:      log,
 		dataDir:  dataDir,
 		repo:     f.repo,
+		dev:      f.dev,
+		rec:      f.rec,
 		store:    store,
 		nats:     nc,
 		bus:      embedded,

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bosun-gitops/bosun/blobstore"
+	"github.com/bosun-gitops/bosun/blobstore/local"
+	"github.com/bosun-gitops/bosun/policy"
+	"github.com/bosun-gitops/bosun/reconciler"
+	"github.com/bosun-gitops/bosun/reconciler/converge"
+	"github.com/bosun-gitops/bosun/reconciler/source"
+	"github.com/bosun-gitops/bosun/reconciler/status"
+	"github.com/bosun-gitops/bosun/state"
+)
+
+// reconcilerFlags are the director's flags for the reconciler role (--repo is the
+// director's own).
+type reconcilerFlags struct {
+	branch        string
+	statusBranch  string
+	poll          time.Duration
+	drift         time.Duration
+	varsKeyFile   string
+	webhookSecret string
+}
+
+func (f *reconcilerFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.branch, "branch", "main", "the branch of --repo the reconciler tracks")
+	fs.StringVar(&f.statusBranch, "status-branch", "bosun/status", "the branch of --repo outcomes are committed to")
+	fs.DurationVar(&f.poll, "poll-interval", time.Minute, "how often --repo is polled when no fsnotify event or webhook says it moved")
+	fs.DurationVar(&f.drift, "drift-interval", time.Minute, "how often VMs are compared with the cloud (has_vm)")
+	fs.StringVar(&f.varsKeyFile, "vars-key-file", "", "file holding the 32-byte key (64 hex digits) that encrypts generated variables; --dev makes one in --data-dir")
+	fs.StringVar(&f.webhookSecret, "webhook-secret-file", "", "file holding the HMAC secret of POST /hooks/git (GitHub, GitLab, Gitea, generic); without it webhooks are refused")
+}
+
+// newConverger builds the executor that carries out the reconciler's tasks, sharing
+// its blobstore (release blobs and rendered templates are put there by digest). The
+// lead wires reconciler/converge here: converge.New(...) over the CPI, NATS agent client,
+// the store and blobs. Until then every convergence fails with a clear message.
+var newConverger = func(d *director, blobs blobstore.Store) (reconciler.Converger, error) {
+	return unwiredConverger{}, nil
+}
+
+// newDriftCloud returns the CPI the drift check asks has_vm; nil turns drift checks off.
+var newDriftCloud = func(d *director) (reconciler.Cloud, error) { return nil, nil }
+
+type unwiredConverger struct{}
+
+var errUnwired = errors.New("this build has no converge executor wired in (cmd/bosun newConverger); the plan was computed but nothing was changed")
+
+func (unwiredConverger) Run(context.Context, converge.Task, func(state.TaskEvent) error) (converge.Result, error) {
+	return converge.Result{}, errUnwired
+}
+
+func (unwiredConverger) Act(context.Context, string, []string, state.ActionParams, func(state.TaskEvent) error) (converge.Result, error) {
+	return converge.Result{}, errUnwired
+}
+
+func init() { directorPlugins = append(directorPlugins, setupReconciler) }
+
+// setupReconciler adds the reconciler role and its task handlers when --repo is given.
+func setupReconciler(d *director) error {
+	if d.repo == "" {
+		return nil
+	}
+	f := d.rec
+	log := d.log.With("component", "reconciler")
+	repo := d.repo
+	if abs, err := filepath.Abs(repo); err == nil {
+		if _, err := os.Stat(abs); err == nil {
+			repo = abs
+		}
+	}
+	remote := source.Remote{URL: repo}
+	src, err := source.Open(source.Config{Remote: remote, Branch: f.branch, CacheDir: filepath.Join(d.dataDir, "source"), Logger: log})
+	if err != nil {
+		return fmt.Errorf("reconciler: %w", err)
+	}
+	watcher := source.NewWatcher(src, source.WatchOptions{Interval: f.poll})
+	if f.webhookSecret != "" {
+		secret, err := os.ReadFile(f.webhookSecret)
+		if err != nil {
+			return fmt.Errorf("reconciler: webhook secret: %w", err)
+		}
+		d.mux.Handle("POST /hooks/git", watcher.WebhookHandler(string(trimSpace(secret))))
+	}
+	sw, err := status.Open(status.Config{Remote: remote, Branch: f.statusBranch, CacheDir: filepath.Join(d.dataDir, "status"), Logger: log})
+	if err != nil {
+		return fmt.Errorf("reconciler: %w", err)
+	}
+	blobs, err := local.Open(filepath.Join(d.dataDir, "blobs"))
+	if err != nil {
+		return fmt.Errorf("reconciler: blobstore: %w", err)
+	}
+	var key []byte
+	switch {
+	case f.varsKeyFile != "":
+		key, err = reconciler.LoadKeyFile(f.varsKeyFile)
+	case d.dev:
+		key, err = reconciler.EnsureKeyFile(filepath.Join(d.dataDir, "vars.key"))
+	default:
+		err = errors.New("--vars-key-file is required with --repo (it encrypts generated variables); --dev makes one in --data-dir")
+	}
+	if err != nil {
+		return usageError("%v", err)
+	}
+	vault, err := reconciler.NewVault(d.store, key)
+	if err != nil {
+		return err
+	}
+	conv, err := newConverger(d, blobs)
+	if err != nil {
+		return fmt.Errorf("reconciler: converge: %w", err)
+	}
+	cloud, err := newDriftCloud(d)
+	if err != nil {
+		return fmt.Errorf("reconciler: drift check: %w", err)
+	}
+	cfg := reconciler.Config{
+		Source: src, Watcher: watcher, Store: d.store, Gate: policy.NewGate(nil, reconciler.PoliciesDir),
+		Converger: conv, Status: sw, Blobs: blobs, DriftInterval: f.drift, Logger: log,
+		Renderer: &reconciler.Renderer{Vars: vault, Releases: &reconciler.Releases{CacheDir: filepath.Join(d.dataDir, "cache")}},
+	}
+	if cloud != nil {
+		cfg.Cloud = cloud
+	}
+	r, err := reconciler.New(cfg)
+	if err != nil {
+		return err
+	}
+	for typ, h := range r.Handlers() {
+		d.handleTask(typ, h)
+	}
+	d.addRole(r)
+	d.reconciler = r
+	d.waitingFor = ""
+	if _, ok := conv.(unwiredConverger); ok {
+		d.waitingFor = "a converge executor: this build plans and records tasks but cannot converge them"
+	}
+	return nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

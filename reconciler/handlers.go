@@ -1,0 +1,392 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/bosun-gitops/bosun/reconciler/converge"
+	"github.com/bosun-gitops/bosun/reconciler/plan"
+	"github.com/bosun-gitops/bosun/reconciler/status"
+	"github.com/bosun-gitops/bosun/state"
+)
+
+// Handler runs one task and returns its result line; the same signature as
+// state/postgres/worker.Handler, so cmd/bosun registers Handlers() as they are.
+type Handler = func(ctx context.Context, task state.Task, emit func(state.TaskEvent) error) (string, error)
+
+// Handlers are the task handlers the reconciler owns, by task type.
+func (r *Reconciler) Handlers() map[string]Handler {
+	return map[string]Handler{
+		state.TaskDeploy:           r.handleDeploy,
+		state.TaskDeleteDeployment: r.handleDelete,
+		state.TaskResurrect:        r.handleResurrect,
+		state.TaskAction:           r.handleAction,
+	}
+}
+
+// renderedAt renders revision sha (from cache or the mirror).
+func (r *Reconciler) renderedAt(ctx context.Context, sha string) (*Rendered, error) {
+	rev, err := r.cfg.Source.Revision(sha)
+	if err != nil {
+		return nil, fmt.Errorf("revision %s: %w", short(sha), err)
+	}
+	return r.rendered(ctx, rev)
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func taskID(t state.Task) string { return strconv.FormatInt(t.ID, 10) }
+
+func outcomeInstances(res converge.Result) []status.Instance {
+	out := make([]status.Instance, 0, len(res.Instances))
+	for _, in := range res.Instances {
+		out = append(out, status.Instance{Name: in.Name, ID: in.ID, AZ: in.AZ, State: in.State, VMCID: in.VMCID, IPs: in.IPs})
+	}
+	return out
+}
+
+func changesOf(res converge.Result) status.Changes {
+	return status.Changes{Created: res.Created, Updated: res.Updated, Recreated: res.Recreated, Deleted: res.Deleted}
+}
+
+// converge runs a task built from a plan, records what converged instances now run, and
+// returns the outcome to commit.
+func (r *Reconciler) converge(ctx context.Context, task state.Task, rd *Rendered, d *Deployment, p plan.Plan, ipsInUse map[string][]string, emit func(state.TaskEvent) error, o status.Outcome) (status.Outcome, error) {
+	ct := converge.Task{Deployment: task.Deployment, Plan: p}
+	if d != nil {
+		var err error
+		ct, err = BuildTask(ctx, rd, d, p, r.cfg.Blobs, ipsInUse)
+		if err != nil {
+			o.Result, o.FinishedAt = status.Failed, r.cfg.Now()
+			o.Error = &status.Failure{Message: err.Error()}
+			return o, err
+		}
+	}
+	ct.ID = task.ID
+	res, err := r.cfg.Converger.Run(ctx, ct, emit)
+	o.FinishedAt = r.cfg.Now()
+	o.Instances, o.Changes = outcomeInstances(res), changesOf(res)
+	switch {
+	case res.Failure != nil:
+		o.Result = status.Failed
+		o.Error = &status.Failure{Message: res.Failure.Error, Instance: res.Failure.Instance, Process: res.Failure.Process, LogTail: res.Failure.LogTail}
+		if err == nil {
+			err = fmt.Errorf("%s failed: %s", res.Failure.Instance, res.Failure.Error)
+		}
+		return o, err
+	case err != nil:
+		o.Result = status.Failed
+		o.Error = &status.Failure{Message: err.Error()}
+		return o, err
+	}
+	// Success: remember what each converged instance runs, forget deleted ones.
+	var put []state.AppliedInstance
+	var forget []string
+	for _, g := range p.Groups {
+		for _, in := range g.Instances {
+			if in.Action == plan.Delete {
+				forget = append(forget, in.ID)
+				continue
+			}
+			ips := map[string]string{}
+			for _, a := range in.IPs {
+				if a.IP != "" {
+					ips[a.Network] = a.IP
+				}
+			}
+			data, _ := json.Marshal(appliedData{Fingerprint: in.Applied, IPs: ips})
+			put = append(put, state.AppliedInstance{InstanceID: in.ID, Deployment: task.Deployment, Data: data})
+		}
+	}
+	if err := r.cfg.Store.PutAppliedInstances(ctx, put, forget); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+func (r *Reconciler) finish(ctx context.Context, o status.Outcome, err error) (string, error) {
+	r.writeStatus(ctx, o)
+	title, _, _ := strings.Cut(status.Message(o), "\n")
+	if err != nil {
+		return title, err
+	}
+	return title, nil
+}
+
+func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit func(state.TaskEvent) error) (string, error) {
+	var params DeployParams
+	if err := json.Unmarshal(task.Params, &params); err != nil || params.Revision == "" {
+		return "", fmt.Errorf("deploy task %d: params do not name a revision", task.ID)
+	}
+	o := status.Outcome{Deployment: task.Deployment, SourceCommit: params.Revision, Task: taskID(task), StartedAt: r.cfg.Now()}
+	if len(params.Warnings) > 0 {
+		o.Policy = &status.Policy{Warn: params.Warnings}
+	}
+	// A newer accepted revision already queued its own task for this deployment: converge
+	// once, to the newest, rather than roll out every commit of a burst.
+	renders, err := r.cfg.Store.DeploymentRenders(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, dr := range renders {
+		if dr.Deployment == task.Deployment && dr.Revision != params.Revision && dr.Digest != params.Digest {
+			return fmt.Sprintf("%s: %s superseded by %s", task.Deployment, short(params.Revision), short(dr.Revision)), nil
+		}
+	}
+	rd, err := r.renderedAt(ctx, params.Revision)
+	if err != nil {
+		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: err.Error()}
+		return r.finish(ctx, o, err)
+	}
+	d := rd.Deployments[task.Deployment]
+	if d == nil {
+		err := fmt.Errorf("deployment %s is not in revision %s", task.Deployment, short(params.Revision))
+		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: err.Error()}
+		return r.finish(ctx, o, err)
+	}
+	obs, err := r.observed(ctx, d, d.Name)
+	if err != nil {
+		return "", err
+	}
+	p, err := plan.Compute(d.Desired, obs, plan.Options{NewID: r.cfg.NewID})
+	if err != nil {
+		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: "plan: " + err.Error()}
+		return r.finish(ctx, o, err)
+	}
+	if p.Empty() {
+		// Rendered inputs moved but nothing an instance runs did (say, an update block):
+		// nothing to converge, nothing to commit.
+		return fmt.Sprintf("%s: nothing to change at %s", d.Name, short(params.Revision)), nil
+	}
+	if err := r.cfg.Store.PutDeployment(ctx, state.Deployment{Name: d.Name, Revision: params.Revision, Manifest: d.Source}); err != nil {
+		return "", err
+	}
+	o, err = r.converge(ctx, task, rd, d, p, obs.IPsInUse, emit, o)
+	if o.Result == "" {
+		o.Result = status.Succeeded
+	}
+	return r.finish(ctx, o, err)
+}
+
+func (r *Reconciler) handleDelete(ctx context.Context, task state.Task, emit func(state.TaskEvent) error) (string, error) {
+	var params DeployParams
+	_ = json.Unmarshal(task.Params, &params)
+	o := status.Outcome{Deployment: task.Deployment, SourceCommit: params.Revision, Task: taskID(task), StartedAt: r.cfg.Now()}
+	obs, err := r.observed(ctx, nil, task.Deployment)
+	if err != nil {
+		return "", err
+	}
+	p, err := plan.Compute(plan.Desired{Name: task.Deployment, Deleted: true}, obs, plan.Options{NewID: r.cfg.NewID})
+	if err != nil {
+		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: "plan: " + err.Error()}
+		return r.finish(ctx, o, err)
+	}
+	o, err = r.converge(ctx, task, nil, nil, p, nil, emit, o)
+	if err == nil {
+		if err = r.cfg.Store.ForgetDeployment(ctx, task.Deployment); err == nil {
+			err = r.cfg.Store.DeleteDeployment(ctx, task.Deployment)
+		}
+	}
+	if err != nil {
+		o.Result = status.Failed
+		if o.Error == nil {
+			o.Error = &status.Failure{Message: err.Error()}
+		}
+	} else {
+		o.Result, o.Instances = status.Deleted, []status.Instance{}
+	}
+	return r.finish(ctx, o, err)
+}
+
+// currentRender returns the revision deployment name was last converged to, rendered.
+func (r *Reconciler) currentRender(ctx context.Context, name string) (*Rendered, *Deployment, string, error) {
+	renders, err := r.cfg.Store.DeploymentRenders(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	for _, dr := range renders {
+		if dr.Deployment != name {
+			continue
+		}
+		rd, err := r.renderedAt(ctx, dr.Revision)
+		if err != nil {
+			return nil, nil, dr.Revision, err
+		}
+		d := rd.Deployments[name]
+		if d == nil {
+			return nil, nil, dr.Revision, fmt.Errorf("deployment %s is not in revision %s", name, short(dr.Revision))
+		}
+		return rd, d, dr.Revision, nil
+	}
+	return nil, nil, "", fmt.Errorf("deployment %s: %w", name, state.ErrNotFound)
+}
+
+// ReasonVMMissing is the ResurrectParams.Reason the drift check gives: the VMs are gone
+// from the cloud rather than silent.
+const ReasonVMMissing = "vm missing"
+
+func (r *Reconciler) handleResurrect(ctx context.Context, task state.Task, emit func(state.TaskEvent) error) (string, error) {
+	var params state.ResurrectParams
+	if err := json.Unmarshal(task.Params, &params); err != nil || len(params.Instances) == 0 {
+		return "", fmt.Errorf("resurrect task %d: params name no instances", task.ID)
+	}
+	o := status.Outcome{Deployment: task.Deployment, Task: taskID(task), StartedAt: r.cfg.Now()}
+	rd, d, sha, err := r.currentRender(ctx, task.Deployment)
+	o.SourceCommit = sha
+	if err != nil {
+		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: err.Error()}
+		return r.finish(ctx, o, err)
+	}
+	obs, err := r.observed(ctx, d, d.Name)
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for i, in := range obs.Instances {
+		if slices.Contains(params.Instances, in.ID) {
+			if strings.HasPrefix(params.Reason, ReasonVMMissing) {
+				obs.Instances[i].VMMissing = true
+			} else {
+				obs.Instances[i].Unresponsive = true
+			}
+			names = append(names, fmt.Sprintf("%s/%d", in.Group, in.Index))
+		}
+	}
+	if len(names) == 0 {
+		return fmt.Sprintf("%s: no instance to resurrect (already gone)", d.Name), nil
+	}
+	p, err := plan.Compute(d.Desired, obs, plan.Options{NewID: r.cfg.NewID, Fix: true})
+	if err != nil {
+		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: "plan: " + err.Error()}
+		return r.finish(ctx, o, err)
+	}
+	// Only the named instances are touched: a resurrection is not a deploy.
+	p = onlyInstances(p, params.Instances)
+	o, err = r.converge(ctx, task, rd, d, p, obs.IPsInUse, emit, o)
+	if err == nil {
+		o.Result = status.Resurrected
+		o.Summary = fmt.Sprintf("resurrected %s (%s)", strings.Join(names, ", "), firstNonEmpty(params.Reason, "unresponsive"))
+	}
+	return r.finish(ctx, o, err)
+}
+
+// onlyInstances keeps the changes of the named instances; every other instance is kept as
+// it is.
+func onlyInstances(p plan.Plan, ids []string) plan.Plan {
+	out := p
+	out.Groups = nil
+	for _, g := range p.Groups {
+		ng := g
+		ng.Instances = nil
+		for _, in := range g.Instances {
+			if !slices.Contains(ids, in.ID) {
+				if in.Action == plan.Create || in.Action == plan.Delete {
+					continue // neither exists nor goes: not this task's business
+				}
+				in.Action, in.Disk, in.Reasons = plan.Keep, plan.DiskKeep, nil
+			}
+			ng.Instances = append(ng.Instances, in)
+		}
+		ng.Batches = nil
+		for _, b := range g.Batches {
+			nb := b
+			nb.Instances = slices.DeleteFunc(slices.Clone(b.Instances), func(id string) bool { return !slices.Contains(ids, id) })
+			if len(nb.Instances) > 0 {
+				ng.Batches = append(ng.Batches, nb)
+			}
+		}
+		out.Groups = append(out.Groups, ng)
+	}
+	return out
+}
+
+// ResolveInstances names the instances an action targets: a whole deployment, one group,
+// or one instance by index or id.
+func ResolveInstances(insts []state.Instance, p state.ActionParams) ([]string, []string, error) {
+	var ids, names []string
+	for _, in := range insts {
+		if p.Group != "" && in.Group != p.Group {
+			continue
+		}
+		if p.Instance != "" && p.Instance != in.ID && p.Instance != strconv.Itoa(in.Index) {
+			continue
+		}
+		ids = append(ids, in.ID)
+		names = append(names, fmt.Sprintf("%s/%d", in.Group, in.Index))
+	}
+	if len(ids) == 0 {
+		target := "any instance"
+		if p.Group != "" {
+			target = p.Group
+			if p.Instance != "" {
+				target += "/" + p.Instance
+			}
+		}
+		return nil, nil, fmt.Errorf("%s: %w", target, state.ErrNotFound)
+	}
+	return ids, names, nil
+}
+
+func (r *Reconciler) handleAction(ctx context.Context, task state.Task, emit func(state.TaskEvent) error) (string, error) {
+	var p state.ActionParams
+	if err := json.Unmarshal(task.Params, &p); err != nil {
+		return "", fmt.Errorf("action task %d: params: %w", task.ID, err)
+	}
+	switch p.Action {
+	case state.ActionRecreate, state.ActionRestart, state.ActionStop, state.ActionStart:
+	default:
+		return "", fmt.Errorf("action task %d: unknown action %q", task.ID, p.Action)
+	}
+	o := status.Outcome{Deployment: task.Deployment, Task: taskID(task), StartedAt: r.cfg.Now()}
+	renders, err := r.cfg.Store.DeploymentRenders(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, dr := range renders {
+		if dr.Deployment == task.Deployment {
+			o.SourceCommit = dr.Revision
+		}
+	}
+	insts, err := r.cfg.Store.Instances(ctx, task.Deployment)
+	if err != nil {
+		return "", err
+	}
+	ids, names, err := ResolveInstances(insts, p)
+	if err != nil {
+		return "", fmt.Errorf("%s of %s: %w", p.Action, task.Deployment, err)
+	}
+	verb := p.Action
+	if p.Hard {
+		verb += " --hard"
+	}
+	res, err := r.cfg.Converger.Act(ctx, task.Deployment, ids, p, emit)
+	o.FinishedAt = r.cfg.Now()
+	o.Instances, o.Changes = outcomeInstances(res), changesOf(res)
+	who := firstNonEmpty(task.User, "an operator")
+	switch {
+	case res.Failure != nil:
+		o.Result = status.Failed
+		o.Error = &status.Failure{Message: res.Failure.Error, Instance: res.Failure.Instance, Process: res.Failure.Process, LogTail: res.Failure.LogTail}
+		if err == nil {
+			err = errors.New(res.Failure.Error)
+		}
+		o.Summary = fmt.Sprintf("%s %s failed (requested by %s)", verb, strings.Join(names, ", "), who)
+	case err != nil:
+		o.Result, o.Error = status.Failed, &status.Failure{Message: err.Error()}
+		o.Summary = fmt.Sprintf("%s %s failed (requested by %s)", verb, strings.Join(names, ", "), who)
+	default:
+		o.Result = status.Succeeded
+		o.Summary = fmt.Sprintf("%s %s (requested by %s)", verb, strings.Join(names, ", "), who)
+	}
+	return r.finish(ctx, o, err)
+}

@@ -1,0 +1,236 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/bosun-gitops/bosun/state"
+	"github.com/jackc/pgx/v5"
+)
+
+// Judge stores a judged revision in one transaction: its verdict, the tasks it enqueues
+// (returned as stored, in order), the renders they converge to, and the deployments it
+// deletes. A revision is recorded with its first task's id.
+func (s *Store) Judge(ctx context.Context, j state.Judgement) ([]state.Task, error) {
+	r := j.Revision
+	switch r.Verdict {
+	case state.RevisionAccepted, state.RevisionRejected, state.RevisionFailed:
+	default:
+		return nil, fmt.Errorf("judge revision %s: verdict %q is not accepted, rejected or failed", r.SHA, r.Verdict)
+	}
+	if r.Verdict != state.RevisionAccepted && (len(j.Tasks) > 0 || len(j.Renders) > 0 || len(j.Forget) > 0) {
+		return nil, fmt.Errorf("judge revision %s: a %s revision cannot enqueue tasks", r.SHA, r.Verdict)
+	}
+	verdict, err := json.Marshal(j.Verdict)
+	if err != nil {
+		return nil, fmt.Errorf("judge revision %s: %w", r.SHA, err)
+	}
+	var out []state.Task
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		out = out[:0]
+		for _, t := range j.Tasks {
+			if t.Type == "" {
+				return errors.New("task type is empty")
+			}
+			var params any
+			if len(t.Params) > 0 {
+				params = []byte(t.Params)
+			}
+			st, err := scanTask(tx.QueryRow(ctx, `INSERT INTO tasks (type, deployment, description, params, username)
+				VALUES ($1, $2, $3, $4, $5) RETURNING `+taskColumns, t.Type, t.Deployment, t.Description, params, t.User))
+			if err != nil {
+				return err
+			}
+			out = append(out, st)
+		}
+		var task any
+		if len(out) > 0 {
+			task = out[0].ID
+		}
+		msgs := append(append([]string{}, j.Verdict.Denies...), j.Verdict.Warnings...)
+		if _, err := tx.Exec(ctx, `INSERT INTO revisions (sha, author, message, verdict, policy_messages, task_id, policy_revision, verdict_detail, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (sha) DO UPDATE SET author = $2, message = $3, verdict = $4, policy_messages = $5, task_id = $6,
+				policy_revision = $7, verdict_detail = $8, error = $9`,
+			r.SHA, r.Author, r.Message, r.Verdict, nonNil(msgs), task, j.Verdict.PolicyRevision, verdict, j.Verdict.Error); err != nil {
+			return err
+		}
+		for _, d := range j.Renders {
+			if _, err := tx.Exec(ctx, `INSERT INTO deployment_renders (deployment, revision, digest) VALUES ($1, $2, $3)
+				ON CONFLICT (deployment) DO UPDATE SET revision = $2, digest = $3, updated_at = now()`,
+				d.Deployment, d.Revision, d.Digest); err != nil {
+				return err
+			}
+		}
+		for _, name := range j.Forget {
+			if _, err := tx.Exec(ctx, `DELETE FROM deployment_renders WHERE deployment = $1`, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("judge revision %s: %w", r.SHA, err)
+	}
+	return out, nil
+}
+
+// Verdict returns the full verdict stored with revision sha.
+func (s *Store) Verdict(ctx context.Context, sha string) (state.Verdict, error) {
+	var v state.Verdict
+	var raw []byte
+	err := s.pool.QueryRow(ctx, `SELECT verdict_detail FROM revisions WHERE sha = $1`, sha).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, fmt.Errorf("verdict of %s: %w", sha, ErrNotFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("verdict of %s: %w", sha, err)
+	}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return v, fmt.Errorf("verdict of %s: %w", sha, err)
+		}
+	}
+	return v, nil
+}
+
+// DeploymentRenders lists what every deployment was last rendered to, by name.
+func (s *Store) DeploymentRenders(ctx context.Context) ([]state.DeploymentRender, error) {
+	rows, err := s.pool.Query(ctx, `SELECT deployment, revision, digest, updated_at FROM deployment_renders ORDER BY deployment`)
+	if err != nil {
+		return nil, fmt.Errorf("list deployment renders: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.DeploymentRender, error) {
+		var d state.DeploymentRender
+		err := r.Scan(&d.Deployment, &d.Revision, &d.Digest, &d.UpdatedAt)
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list deployment renders: %w", err)
+	}
+	return out, nil
+}
+
+// PutDeploymentRender records what deployment d converges to (a task enqueued outside a
+// judgement: drift repair or resurrection keep the render they were given).
+func (s *Store) PutDeploymentRender(ctx context.Context, d state.DeploymentRender) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO deployment_renders (deployment, revision, digest) VALUES ($1, $2, $3)
+		ON CONFLICT (deployment) DO UPDATE SET revision = $2, digest = $3, updated_at = now()`, d.Deployment, d.Revision, d.Digest); err != nil {
+		return fmt.Errorf("save render of %s: %w", d.Deployment, err)
+	}
+	return nil
+}
+
+// AppliedInstances lists the planner's records of deployment's instances, or of every
+// deployment's when deployment is empty.
+func (s *Store) AppliedInstances(ctx context.Context, deployment string) ([]state.AppliedInstance, error) {
+	rows, err := s.pool.Query(ctx, `SELECT instance_id, deployment, data FROM instance_applied
+		WHERE $1 = '' OR deployment = $1 ORDER BY deployment, instance_id`, deployment)
+	if err != nil {
+		return nil, fmt.Errorf("list applied instances: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.AppliedInstance, error) {
+		var a state.AppliedInstance
+		var data []byte
+		err := r.Scan(&a.InstanceID, &a.Deployment, &data)
+		a.Data = data
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list applied instances: %w", err)
+	}
+	return out, nil
+}
+
+// PutAppliedInstances records converged instances and forgets deleted ones, in one
+// transaction.
+func (s *Store) PutAppliedInstances(ctx context.Context, put []state.AppliedInstance, forget []string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, a := range put {
+			if _, err := tx.Exec(ctx, `INSERT INTO instance_applied (instance_id, deployment, data) VALUES ($1, $2, $3)
+				ON CONFLICT (instance_id) DO UPDATE SET deployment = $2, data = $3, updated_at = now()`,
+				a.InstanceID, a.Deployment, []byte(a.Data)); err != nil {
+				return err
+			}
+		}
+		if len(forget) > 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM instance_applied WHERE instance_id = ANY($1)`, forget); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save applied instances: %w", err)
+	}
+	return nil
+}
+
+// ForgetDeployment removes what the reconciler kept of a deleted deployment: its render and
+// its instances' records. Its variables stay, as BOSH's config server keeps them.
+func (s *Store) ForgetDeployment(ctx context.Context, deployment string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM deployment_renders WHERE deployment = $1`, deployment); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM instance_applied WHERE deployment = $1`, deployment)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forget deployment %s: %w", deployment, err)
+	}
+	return nil
+}
+
+// SealedVariables returns deployment's variables as stored: sealed values by name.
+func (s *Store) SealedVariables(ctx context.Context, deployment string) (map[string][]byte, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name, value FROM variables WHERE deployment = $1`, deployment)
+	if err != nil {
+		return nil, fmt.Errorf("read variables of %s: %w", deployment, err)
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var name string
+		var v []byte
+		if err := rows.Scan(&name, &v); err != nil {
+			return nil, fmt.Errorf("read variables of %s: %w", deployment, err)
+		}
+		out[name] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read variables of %s: %w", deployment, err)
+	}
+	return out, nil
+}
+
+// AddSealedVariables stores newly generated variables. A value already stored under a
+// name is kept: when two directors generate at once, the first one stored wins and the
+// loser re-reads it.
+func (s *Store) AddSealedVariables(ctx context.Context, deployment string, vars map[string][]byte) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for name, v := range vars {
+			if _, err := tx.Exec(ctx, `INSERT INTO variables (deployment, name, value) VALUES ($1, $2, $3)
+				ON CONFLICT (deployment, name) DO NOTHING`, deployment, name, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store variables of %s: %w", deployment, err)
+	}
+	return nil
+}
+
+// DeleteVariable forgets one variable so that the next render generates it anew: explicit
+// rotation. It reports whether the variable existed.
+func (s *Store) DeleteVariable(ctx context.Context, deployment, name string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM variables WHERE deployment = $1 AND name = $2`, deployment, name)
+	if err != nil {
+		return false, fmt.Errorf("rotate variable %s of %s: %w", name, deployment, err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
