@@ -79,7 +79,7 @@ func (r *Reconciler) CheckDrift(ctx context.Context) ([]Drift, error) {
 		seen := r.driftSeen[dr.Deployment] == key
 		r.driftSeen[dr.Deployment] = key
 		r.driftMu.Unlock()
-		if len(d.Instances) == 0 || seen || cfg.Suspended(dr.Deployment) {
+		if len(d.Instances) == 0 || seen || r.suspended(ctx, cfg, dr.Deployment) {
 			continue
 		}
 		slices.Sort(d.Names)

@@ -41,6 +41,29 @@ type Store interface {
 	Enqueue(ctx context.Context, t state.Task) (state.Task, error)
 }
 
+// Suspensions says whether an operator suspended a deployment; *postgres.Store.
+type Suspensions interface {
+	DeploymentSuspended(ctx context.Context, deployment string) (bool, error)
+}
+
+// suspended reports whether bosun.yml or an operator suspended deployment name.
+func (r *Reconciler) suspended(ctx context.Context, cfg RepoConfig, name string) bool {
+	if cfg.Suspended(name) {
+		return true
+	}
+	if r.cfg.Suspensions == nil {
+		return false
+	}
+	s, err := r.cfg.Suspensions.DeploymentSuspended(ctx, name)
+	if err != nil {
+		// Unknown is not suspended: a deploy the operator did not stop is the safer miss
+		// than a fleet that silently stops converging; the error is logged.
+		r.log.Warn("could not read the deployment's suspension; treating it as not suspended", "deployment", name, "err", err)
+		return false
+	}
+	return s
+}
+
 // Converger carries out tasks: reconciler/converge.Executor satisfies it.
 type Converger interface {
 	Run(ctx context.Context, t converge.Task, emit func(state.TaskEvent) error) (converge.Result, error)
@@ -94,6 +117,9 @@ type Config struct {
 	// PollInterval is how often Run checks the source when there is no Watcher (default 30s).
 	PollInterval time.Duration
 	Logger       *slog.Logger
+	// Suspensions, when set, holds deployments an operator suspended through the API
+	// (bosun suspend); they are judged and recorded like the others but not converged.
+	Suspensions Suspensions
 	// NewID makes instance ids (default: random UUIDs).
 	NewID func() string
 	Now   func() time.Time
@@ -446,7 +472,7 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision) (Judgement,
 	judgement := state.Judgement{Revision: srev, Verdict: sv, Forget: deleted}
 	judgement.Revision.Verdict = state.RevisionAccepted
 	for _, name := range changed {
-		if rd.Config.Suspended(name) {
+		if r.suspended(ctx, rd.Config, name) {
 			log.Info("deployment is suspended; not converged", "deployment", name)
 			continue
 		}

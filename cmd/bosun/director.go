@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/bus"
+	"github.com/bosun-gitops/bosun/cpi"
 	hm "github.com/bosun-gitops/bosun/health"
 	"github.com/bosun-gitops/bosun/reconciler"
 	"github.com/bosun-gitops/bosun/state/postgres"
@@ -43,6 +44,13 @@ type director struct {
 	repo    string // --repo, checked to be a directory or a git URL
 	dev     bool
 	rec     reconcilerFlags
+	// cpiFlags choose the CPI; directorCPI builds it once (director_converge.go).
+	cpiFlags cpiFlags
+	cpiOnce  sync.Once
+	cpi      cpi.CPI
+	cpiErr   error
+	// natsURL is what agents are told to connect to when NATS is not embedded.
+	natsURL string
 	// reconciler is set when --repo is given (the API's "reconcile now").
 	reconciler *reconciler.Reconciler
 	store      *postgres.Store

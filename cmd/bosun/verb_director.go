@@ -56,6 +56,7 @@ type directorFlags struct {
 	apiConfig   string
 	health      healthFlags
 	rec         reconcilerFlags
+	cpi         cpiFlags
 }
 
 func runDirector(ctx context.Context, c *cli, args []string) error {
@@ -72,6 +73,7 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&f.repo, "repo", "", "manifest repository the reconciler watches: a local path or a git URL")
 	fs.StringVar(&f.apiConfig, "api-config", "", "YAML file of the API's tokens (by hash), teams and TLS certificate; see `bosun new-token`")
 	f.rec.register(fs)
+	f.cpi.register(fs)
 	fs.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long running tasks may finish after SIGTERM before they are released to another director")
 	f.health.register(fs)
 	// newFlagSet's usage prints the defaults to the output parseFlags silenced, and runs
@@ -247,6 +249,8 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 		repo:     f.repo,
 		dev:      f.dev,
 		rec:      f.rec,
+		cpiFlags: f.cpi,
+		natsURL:  f.natsURL,
 		store:    store,
 		nats:     nc,
 		bus:      embedded,
@@ -264,6 +268,10 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 		if err := plug(d); err != nil {
 			return err
 		}
+	}
+	// Glue runs after every plugin: it connects roles the plugins made.
+	if err := glueRoles(d); err != nil {
+		return err
 	}
 	if err := setupAPI(ctx, d, f, l.Addr()); err != nil {
 		return err

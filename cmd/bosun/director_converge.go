@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bosun-gitops/bosun/agent/protocol"
+	"github.com/bosun-gitops/bosun/blobstore"
+	"github.com/bosun-gitops/bosun/bus"
+	"github.com/bosun-gitops/bosun/cpi"
+	"github.com/bosun-gitops/bosun/reconciler"
+	"github.com/bosun-gitops/bosun/reconciler/converge"
+	"github.com/bosun-gitops/bosun/state"
+)
+
+// cpiFlags choose the CPI the director converges through.
+type cpiFlags struct {
+	name   string
+	config string
+}
+
+func (f *cpiFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.name, "cpi", "local", "the CPI VMs are made with: a built-in one (local, openstack, alicloud) or external:PATH for any BOSH CPI executable")
+	fs.StringVar(&f.config, "cpi-config", "", "the CPI's JSON settings file (the built-in CPI's --config; for external:PATH, the file handed to it as BOSH's cpi.json)")
+}
+
+func init() {
+	newConverger = wireConverger
+	newDriftCloud = func(d *director) (reconciler.Cloud, error) {
+		c, err := d.directorCPI()
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// directorCPI builds the director's CPI once. The local CPI keeps its VMs under the data
+// dir, so a --dev director's fleet lives and dies with it.
+func (d *director) directorCPI() (cpi.CPI, error) {
+	d.cpiOnce.Do(func() { d.cpi, d.cpiErr = d.buildCPI() })
+	return d.cpi, d.cpiErr
+}
+
+func (d *director) buildCPI() (cpi.CPI, error) {
+	log := d.log.With("component", "cpi")
+	name := d.cpiFlags.name
+	if path, ok := strings.CutPrefix(name, "external:"); ok {
+		return nil, fmt.Errorf("--cpi %s: external CPIs run through `bosun cpi serve`-style executables; give a built-in name until external wiring lands (%s)", name, path)
+	}
+	b, ok := builtinCPIs[name]
+	if !ok {
+		return nil, usageError("--cpi %q: no such CPI (there are: %s)", name, cpiNames())
+	}
+	fs := flag.NewFlagSet("cpi "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	build := b.flags(fs)
+	var args []string
+	if d.cpiFlags.config != "" {
+		args = append(args, "--config", d.cpiFlags.config)
+	}
+	if name == "local" {
+		agent, err := d.localAgent()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--data-dir", filepath.Join(d.dataDir, "cpi-local"), "--agent", agent)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("--cpi %s: %w", name, err)
+	}
+	return build(log)
+}
+
+// localAgent is the executable local VMs run: bosun-agent next to bosun (or on PATH),
+// through a small script that hands it this machine's Go build cache. The local CPI gives
+// agents a bare environment, and a release that compiles Go (the demo's does) would
+// otherwise rebuild the standard library on every first deploy.
+func (d *director) localAgent() (string, error) {
+	agent := defaultAgentPath()
+	if _, err := os.Stat(agent); err != nil {
+		if p, lerr := exec.LookPath("bosun-agent"); lerr == nil {
+			agent = p
+		} else {
+			return "", fmt.Errorf("the local CPI needs the bosun-agent binary next to bosun or on PATH (`make build` puts both in bin/): %w", err)
+		}
+	}
+	gocache := os.Getenv("GOCACHE")
+	if gocache == "" {
+		if out, err := exec.Command("go", "env", "GOCACHE").Output(); err == nil {
+			gocache = strings.TrimSpace(string(out))
+		}
+	}
+	if gocache == "" {
+		return agent, nil
+	}
+	script := filepath.Join(d.dataDir, "bosun-agent.sh")
+	body := fmt.Sprintf("#!/bin/sh\n# Written by bosun director: local VMs share the director's Go build cache.\nexport GOCACHE=%q\nexec %q \"$@\"\n", gocache, agent)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		return "", fmt.Errorf("write local agent wrapper: %w", err)
+	}
+	return script, nil
+}
+
+// wireConverger builds the converge executor over the director's CPI, its agents (over
+// NATS), the store and the blobstore the reconciler puts release blobs in. Interrupted
+// work of an earlier director is recovered before the first task runs.
+func wireConverger(d *director, blobs blobstore.Store) (reconciler.Converger, error) {
+	c, err := d.directorCPI()
+	if err != nil {
+		return nil, err
+	}
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	agents, err := protocol.NewClient(bus.Conn{NC: d.nats}, "director-"+hex.EncodeToString(raw[:]), protocol.ClientOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if d.api.Logs == nil {
+		d.api.Logs = agentLogFetcher{agents: agents, blobs: blobs, log: d.log.With("component", "logs")}
+	}
+	blobDir := filepath.Join(d.dataDir, "blobs")
+	natsURL := d.natsURL
+	exec, err := converge.New(converge.Config{
+		CPI: c, CPIName: d.cpiFlags.name, Agents: agents, Store: d.store, Blobs: blobs,
+		Log: d.log.With("component", "converge"),
+		Settings: func(agentID string) (cpi.AgentSettings, error) {
+			mbus := natsURL
+			if d.bus != nil {
+				mbus = d.bus.AgentURL(agentID)
+			}
+			return cpi.AgentSettings{
+				Mbus:      mbus,
+				Blobstore: cpi.Blobstore{Provider: "local", Options: map[string]any{"blobstore_path": blobDir}},
+				Env:       json.RawMessage(`{}`),
+			}, nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &recoveringConverger{exec: exec, log: d.log.With("component", "converge")}, nil
+}
+
+// recoveringConverger settles the write-ahead intents an interrupted director left before
+// the first convergence of this one, so a task resumed after a crash finds the cloud as
+// the state says.
+type recoveringConverger struct {
+	exec *converge.Executor
+	log  *slog.Logger
+	mu   sync.Mutex
+	done bool
+}
+
+func (r *recoveringConverger) recover(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return nil
+	}
+	start := time.Now()
+	if err := r.exec.Recover(ctx); err != nil {
+		return fmt.Errorf("recover interrupted cloud calls: %w", err)
+	}
+	r.done = true
+	r.log.Info("write-ahead intents settled", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (r *recoveringConverger) Run(ctx context.Context, t converge.Task, emit func(state.TaskEvent) error) (converge.Result, error) {
+	if err := r.recover(ctx); err != nil {
+		return converge.Result{}, err
+	}
+	return r.exec.Run(ctx, t, emit)
+}
+
+func (r *recoveringConverger) Act(ctx context.Context, deployment string, ids []string, p state.ActionParams, emit func(state.TaskEvent) error) (converge.Result, error) {
+	if err := r.recover(ctx); err != nil {
+		return converge.Result{}, err
+	}
+	return r.exec.Act(ctx, deployment, ids, p, emit)
+}
