@@ -3,7 +3,10 @@
 # the embedded default (its own Postgres under DATA_DIR, embedded NATS, the local CPI)
 # reconciling it, shown healthy; the demo's instances' URLs are printed once they answer.
 # Kept running until Ctrl-C, then stopped cleanly.
-# BOSUN_LISTEN and BOSUN_NATS_LISTEN move it off the default ports.
+# BOSUN_LISTEN and BOSUN_NATS_LISTEN move it off the default ports. DEMO_EXIT=1 stops it
+# once the instances answered (a check that the whole journey works). On the way out the
+# local VMs' agents are stopped too: the next demo finds them down and the health monitor
+# brings them back, as it would after a power cut.
 set -euo pipefail
 dir=${1:?usage: demo.sh DATA_DIR}
 listen=${BOSUN_LISTEN:-127.0.0.1:25555}
@@ -41,12 +44,23 @@ finish() {
   wait "$pid" || status=$?
   # wait returns early when a trapped signal arrives: wait for the director's own exit.
   while kill -0 "$pid" 2>/dev/null; do status=0; wait "$pid" || status=$?; done
+  stop_vms
   if [ "$status" = 0 ]; then
-    echo "demo: director stopped cleanly, and its Postgres and NATS with it"
+    echo "demo: director stopped cleanly, and its Postgres, NATS and local VMs with it"
   else
     echo "demo: director exited with status $status" >&2
   fi
   return "$status"
+}
+
+# stop_vms ends every local VM's session (its agent and the jobs it started).
+stop_vms() {
+  local f sid
+  for f in "$dir"/data/cpi-local/vms/*/agent.pid; do
+    [ -e "$f" ] || continue
+    sid=$(cat "$f" 2>/dev/null) || continue
+    pkill -TERM -s "$sid" 2>/dev/null || true
+  done
 }
 
 deadline=$((SECONDS + 180))
@@ -69,7 +83,8 @@ echo
 echo "demo: director healthy at http://$listen/healthz"
 echo "demo:   $body"
 echo "demo: data (Postgres cluster, NATS secret) kept under $dir/data"
-echo "demo: waiting for $(field waiting_for <<<"$body")"
+waiting=$(field waiting_for <<<"$body")
+if [ -n "$waiting" ]; then echo "demo: waiting for $waiting"; fi
 echo "demo: manifest repository $repo (edit, commit, watch: git -C $repo log bosun/status)"
 
 # The instances' addresses, from the status branch once the demo converged.
@@ -88,7 +103,7 @@ if command -v git >/dev/null; then
   echo "demo: converging the demo deployment (the first deploy compiles its Go package; allow a few minutes)"
   deadline=$((SECONDS + 600))
   while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do
-    ips=$(instance_ips)
+    ips=$(instance_ips || true)
     if [ -n "$ips" ]; then
       all=1
       for ip in $ips; do answer "$ip" >/dev/null 2>&1 || all=0; done
@@ -100,5 +115,9 @@ if command -v git >/dev/null; then
     sleep 1
   done
 fi
-echo "demo: press Ctrl-C to stop it"
+if [ "${DEMO_EXIT:-}" = 1 ]; then
+  kill -TERM "$pid"
+else
+  echo "demo: press Ctrl-C to stop it"
+fi
 finish
