@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/bosun-gitops/bosun/agent/protocol"
 	"github.com/bosun-gitops/bosun/blobstore"
 	bloblocal "github.com/bosun-gitops/bosun/blobstore/local"
+	"github.com/bosun-gitops/bosun/blobstore/signed"
 	"github.com/bosun-gitops/bosun/bus"
 	"github.com/bosun-gitops/bosun/cpi"
 	"github.com/bosun-gitops/bosun/cpi/local"
@@ -44,6 +46,7 @@ type localEnv struct {
 	rel       *release.Release
 	relBlobs  *release.Blobs
 	renderer  *release.Renderer
+	signer    *signed.Signer
 }
 
 func newLocalEnv(t *testing.T, ctx context.Context) *localEnv {
@@ -84,6 +87,12 @@ func newLocalEnv(t *testing.T, ctx context.Context) *localEnv {
 	if env.blobs, err = bloblocal.Open(env.blobDir); err != nil {
 		t.Fatal(err)
 	}
+	if env.signer, err = signed.NewSigner([]byte("converge-test-blob-key"), 10*time.Minute, ""); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(signed.Handler(env.blobs, env.signer, testLog(t)))
+	t.Cleanup(hs.Close)
+	env.signer.Base = hs.URL
 	if env.rel, err = release.Build(ctx, "../../release/testdata/demo"); err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +103,9 @@ func newLocalEnv(t *testing.T, ctx context.Context) *localEnv {
 }
 
 // harness returns a harness for deployment name on a local CPI of its own (so its VM
-// list is the deployment's); wrap may wrap the CPI.
-func (env *localEnv) harness(t *testing.T, name string, wrap func(cpi.CPI) cpi.CPI) (*harness, *local.CPI, string) {
+// list is the deployment's); wrap may wrap the CPI. With useSigned, agents have no
+// blobstore of their own and get every blob through signed URLs, as on a real cloud.
+func (env *localEnv) harness(t *testing.T, name string, useSigned bool, wrap func(cpi.CPI) cpi.CPI) (*harness, *local.CPI, string) {
 	t.Helper()
 	dir := t.TempDir()
 	lc, err := local.New(local.Config{Name: "local-" + name, Dir: dir, AgentPath: env.agentPath, StopGrace: 5 * time.Second}, nil)
@@ -112,12 +122,17 @@ func (env *localEnv) harness(t *testing.T, name string, wrap func(cpi.CPI) cpi.C
 	if wrap != nil {
 		c = wrap(lc)
 	}
+	blobSettings := cpi.Blobstore{Provider: "local", Options: map[string]any{"blobstore_path": env.blobDir}}
+	var signer converge.URLSigner
+	if useSigned {
+		blobSettings, signer = cpi.Blobstore{}, env.signer
+	}
 	exec, err := converge.New(converge.Config{
-		CPI: c, CPIName: "local-" + name, Agents: env.client, Store: env.store, Blobs: env.blobs, Log: testLog(t),
+		CPI: c, CPIName: "local-" + name, Agents: env.client, Store: env.store, Blobs: env.blobs, Signer: signer, Log: testLog(t),
 		Settings: func(id string) (cpi.AgentSettings, error) {
 			return cpi.AgentSettings{
 				Mbus:      env.srv.AgentURL(id),
-				Blobstore: cpi.Blobstore{Provider: "local", Options: map[string]any{"blobstore_path": env.blobDir}},
+				Blobstore: blobSettings,
 				Env:       json.RawMessage(`{"bosun":{"heartbeat_interval":"30s","stable_after":"300ms"}}`),
 			}, nil
 		},
@@ -187,7 +202,7 @@ func TestLocalCPI(t *testing.T) {
 	env := newLocalEnv(t, ctx)
 
 	t.Run("deploy update recreate scale fail", func(t *testing.T) {
-		h, lc, dir := env.harness(t, "web-app", nil)
+		h, lc, dir := env.harness(t, "web-app", true, nil)
 		port := randomPort()
 		s := spec{instances: 2, greeting: "Hello", diskMiB: 10, port: port, watch: "100-60000"}
 		res := h.deploy(ctx, s)
@@ -311,7 +326,7 @@ func TestLocalCPI(t *testing.T) {
 
 	t.Run("crash and recover", func(t *testing.T) {
 		var crash *crashAfter
-		h, lc, _ := env.harness(t, "crashy", func(c cpi.CPI) cpi.CPI {
+		h, lc, _ := env.harness(t, "crashy", false, func(c cpi.CPI) cpi.CPI {
 			crash = &crashAfter{CPI: c, method: "create_vm", n: 3}
 			return crash
 		})
@@ -343,7 +358,7 @@ func TestLocalCPI(t *testing.T) {
 	})
 
 	t.Run("actions", func(t *testing.T) {
-		h, lc, dir := env.harness(t, "acted", nil)
+		h, lc, dir := env.harness(t, "acted", false, nil)
 		port := randomPort()
 		res := h.deploy(ctx, spec{instances: 2, greeting: "Yo", diskMiB: 10, port: port})
 		if res.Failure != nil {
