@@ -3,6 +3,7 @@ package converge_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -285,13 +286,19 @@ func TestCrashThenRecover(t *testing.T) {
 		n      int
 		first  spec
 		second spec
+		// same reruns the interrupted task itself rather than a fresh plan, as a
+		// worker taking over the task does.
+		same bool
 	}{
-		// The 3rd create_vm: the compilation VM, the canary, then one of the rest.
-		{"create_vm", 3, spec{instances: 4, greeting: "hi", diskMiB: 10}, spec{instances: 4, greeting: "hi", diskMiB: 10}},
-		{"create_vm", 1, spec{instances: 2, greeting: "hi"}, spec{instances: 2, greeting: "hi"}},
-		{"delete_vm", 1, spec{instances: 3, greeting: "hi"}, spec{instances: 1, greeting: "hi"}},
+		// The 4th create_vm: two compilation VMs, the canary, then one of the rest.
+		{"create_vm", 4, spec{instances: 4, greeting: "hi", diskMiB: 10}, spec{instances: 4, greeting: "hi", diskMiB: 10}, false},
+		{"create_vm", 4, spec{instances: 4, greeting: "hi", diskMiB: 10}, spec{instances: 4, greeting: "hi", diskMiB: 10}, true},
+		{"create_vm", 1, spec{instances: 2, greeting: "hi"}, spec{instances: 2, greeting: "hi"}, false},
+		{"create_vm", 3, spec{instances: 3, greeting: "hi"}, spec{instances: 3, greeting: "hi"}, true},
+		{"delete_vm", 1, spec{instances: 3, greeting: "hi"}, spec{instances: 1, greeting: "hi"}, false},
+		{"delete_vm", 1, spec{instances: 3, greeting: "hi"}, spec{instances: 1, greeting: "hi"}, true},
 	} {
-		t.Run(tc.method, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s %d same=%v", tc.method, tc.n, tc.same), func(t *testing.T) {
 			ctx := ctxFor(t, 2*time.Minute)
 			var crash *crashAfter
 			h, fake, _ := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
@@ -306,7 +313,8 @@ func TestCrashThenRecover(t *testing.T) {
 			crash.cancel = cancel
 			crash.calls = 0
 			crash.mu.Unlock()
-			_, err := h.exec.Run(runCtx, h.task(ctx, tc.second), h.emit)
+			tk := h.task(ctx, tc.second)
+			_, err := h.exec.Run(runCtx, tk, h.emit)
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("crashed run = %v, want context.Canceled", err)
 			}
@@ -321,9 +329,21 @@ func TestCrashThenRecover(t *testing.T) {
 			if err := h.exec.Recover(ctx); err != nil {
 				t.Fatal(err)
 			}
-			res := h.deploy(ctx, tc.second)
+			var res converge.Result
+			if tc.same {
+				res, err = h.exec.Run(ctx, tk, h.emit)
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				res = h.deploy(ctx, tc.second)
+			}
 			if res.Failure != nil {
 				t.Fatalf("rerun failure: %+v", res.Failure)
+			}
+			// And a fresh plan afterwards has nothing left to do.
+			if tk := h.task(ctx, tc.second); !tk.Plan.Empty() {
+				t.Errorf("plan after the rerun is not empty:\n%v", tk.Plan)
 			}
 			if len(res.Instances) != tc.second.instances {
 				t.Errorf("instances after rerun: %+v", res.Instances)
