@@ -112,7 +112,10 @@ func TestPropertyUpdateCanaryFirst(t *testing.T) {
 	if got := agents.callsOf("post-deploy"); len(got) != 3 {
 		t.Errorf("post-deploy ran on %v", got)
 	}
-	_ = fake
+	// The packages compiled for the first deploy serve the second.
+	if agents.compiled != 2 || fake.Calls("create_stemcell") != 1 {
+		t.Errorf("compiled %d packages and uploaded %d stemcells over two deploys, want 2 and 1", agents.compiled, fake.Calls("create_stemcell"))
+	}
 }
 
 func TestScaleUpAndDown(t *testing.T) {
