@@ -449,3 +449,67 @@ func TestActions(t *testing.T) {
 }
 
 var _ = cpitest.NewFake
+
+func TestDiskChanges(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	h, fake, _ := newFakeHarness(t, nil)
+	disks := func() (cids []string, sizes []int) {
+		for _, d := range fake.Disks() {
+			cids = append(cids, string(d.CID))
+			sizes = append(sizes, d.SizeMiB)
+			if d.VM == "" {
+				t.Errorf("disk %s is detached", d.CID)
+			}
+		}
+		return
+	}
+	h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+	if cids, _ := disks(); len(cids) != 0 {
+		t.Fatalf("disks %v", cids)
+	}
+	vms := h.vmCIDs(ctx)
+	// A disk added to running instances.
+	res := h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
+	if res.Failure != nil {
+		t.Fatal(res.Failure)
+	}
+	first, sizes := disks()
+	if len(first) != 2 || sizes[0] != 10 {
+		t.Fatalf("after adding disks: %v %v", first, sizes)
+	}
+	// Grown in place.
+	res = h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 20})
+	if res.Failure != nil {
+		t.Fatal(res.Failure)
+	}
+	grown, sizes := disks()
+	if !slices.Equal(first, grown) || sizes[0] != 20 || sizes[1] != 20 {
+		t.Errorf("after growing: %v %v (was %v)", grown, sizes, first)
+	}
+	rows, _ := h.store.Disks(ctx, h.name)
+	for _, d := range rows {
+		if d.SizeMB != 20 {
+			t.Errorf("disk row %+v", d)
+		}
+	}
+	// Shrinking would need a copy: refused, the disk kept.
+	res = h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 5})
+	if res.Failure == nil || !strings.Contains(res.Failure.Error, "not supported") {
+		t.Errorf("shrink: %+v", res.Failure)
+	}
+	if still, _ := disks(); !slices.Equal(first, still) {
+		t.Errorf("shrinking lost disks: %v", still)
+	}
+	// Removed.
+	res = h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+	if res.Failure != nil {
+		t.Fatal(res.Failure)
+	}
+	if left := fake.Disks(); len(left) != 0 {
+		t.Errorf("disks after removal: %+v", left)
+	}
+	if !equalMaps(vms, h.vmCIDs(ctx)) {
+		t.Errorf("disk changes recreated VMs")
+	}
+	h.checkNoOrphans(ctx)
+}
