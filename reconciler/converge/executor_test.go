@@ -513,3 +513,55 @@ func TestDiskChanges(t *testing.T) {
 	}
 	h.checkNoOrphans(ctx)
 }
+
+func TestPrepareFailures(t *testing.T) {
+	for _, tc := range []struct {
+		method, want string
+	}{
+		{"create_stemcell", "stemcell"},
+		{"create_vm", "compilation"},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			ctx := ctxFor(t, time.Minute)
+			h, fake, _ := newFakeHarness(t, nil)
+			fake.FailNext(tc.method, 1, nil)
+			res, err := h.exec.Run(ctx, h.task(ctx, spec{instances: 2, greeting: "hi"}), h.emit)
+			if err != nil {
+				t.Fatalf("run = %v; a cloud failure is the rollout's failure, not an error", err)
+			}
+			if res.Failure == nil || !strings.Contains(res.Failure.Instance, tc.want) || !strings.Contains(res.Failure.Error, "injected") {
+				t.Errorf("failure %+v", res.Failure)
+			}
+			if len(res.Instances) != 0 || len(fake.VMs()) != 0 {
+				t.Errorf("instances %+v, VMs %+v", res.Instances, fake.VMs())
+			}
+			res = h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+			if res.Failure != nil || res.Created != 2 {
+				t.Errorf("rerun %+v %+v", res, res.Failure)
+			}
+		})
+	}
+}
+
+func TestCompileFailure(t *testing.T) {
+	ctx := ctxFor(t, time.Minute)
+	h, fake, agents := newFakeHarness(t, nil)
+	agents.failCompile = "greeter"
+	res, err := h.exec.Run(ctx, h.task(ctx, spec{instances: 2, greeting: "hi"}), h.emit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := res.Failure
+	if f == nil || f.Instance != "compilation" || f.Process != "package greeter" || !strings.Contains(f.LogTail, "go: command not found") {
+		t.Fatalf("failure %+v", f)
+	}
+	if len(fake.VMs()) != 0 {
+		t.Errorf("compilation VMs left: %+v", fake.VMs())
+	}
+	// golang compiled before greeter failed, and is kept for the next run.
+	agents.failCompile = ""
+	res = h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+	if res.Failure != nil || agents.compiled != 2 {
+		t.Errorf("rerun %+v, compiled %d (want golang once, greeter once)", res.Failure, agents.compiled)
+	}
+}
