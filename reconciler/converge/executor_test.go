@@ -565,3 +565,31 @@ func TestCompileFailure(t *testing.T) {
 		t.Errorf("rerun %+v, compiled %d (want golang once, greeter once)", res.Failure, agents.compiled)
 	}
 }
+
+func TestMalformedTasks(t *testing.T) {
+	ctx := ctxFor(t, time.Minute)
+	h, fake, _ := newFakeHarness(t, nil)
+	for _, tc := range []struct {
+		name  string
+		break_ func(*converge.Task)
+		want  string
+	}{
+		{"no deployment", func(tk *converge.Task) { tk.Deployment = "" }, "no deployment"},
+		{"missing instance spec", func(tk *converge.Task) {
+			delete(tk.Instances, tk.Plan.Groups[0].Instances[1].ID)
+		}, "carries no instance spec"},
+		{"unknown stage group", func(tk *converge.Task) { tk.Plan.Stages = [][]string{{"web", "db"}} }, `instance group "db"`},
+		{"unstaged group", func(tk *converge.Task) { tk.Plan.Stages = nil }, "no stage and batch"},
+		{"unbatched instance", func(tk *converge.Task) { tk.Plan.Groups[0].Batches = tk.Plan.Groups[0].Batches[:1] }, "no stage and batch"},
+	} {
+		tk := h.task(ctx, spec{instances: 2, greeting: "hi"})
+		tc.break_(&tk)
+		_, err := h.exec.Run(ctx, tk, h.emit)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: run = %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	if n := fake.Calls("create_vm") + fake.Calls("create_stemcell"); n != 0 {
+		t.Errorf("a malformed task reached the cloud (%d calls)", n)
+	}
+}
