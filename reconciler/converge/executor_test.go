@@ -17,7 +17,8 @@ import (
 )
 
 func TestCreateThenNothingChanges(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, agents := newFakeHarness(t, nil)
 	res := h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 100})
 	if res.Failure != nil {
@@ -81,7 +82,8 @@ func equalMaps(a, b map[string]string) bool {
 }
 
 func TestPropertyUpdateCanaryFirst(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, agents := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 3, greeting: "hi"})
 	before := h.vmCIDs(ctx)
@@ -119,7 +121,8 @@ func TestPropertyUpdateCanaryFirst(t *testing.T) {
 }
 
 func TestScaleUpAndDown(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, _ := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
 	ids := h.vmCIDs(ctx)
@@ -157,7 +160,8 @@ func TestScaleUpAndDown(t *testing.T) {
 }
 
 func TestRecreateKeepsDisk(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, _ := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
 	before := h.instances(ctx)
@@ -184,6 +188,7 @@ func TestRecreateKeepsDisk(t *testing.T) {
 }
 
 func TestFailingCanaryStopsRollout(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		prep    func(a *fakeAgents, id string)
@@ -194,7 +199,7 @@ func TestFailingCanaryStopsRollout(t *testing.T) {
 		{"pre-start", func(a *fakeAgents, id string) { a.failPreStart[id] = true }, "pre-start", "migrations failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := ctxFor(t, 2*time.Minute)
+			ctx := ctxFor(t, 5*time.Minute)
 			h, _, agents := newFakeHarness(t, nil)
 			h.deploy(ctx, spec{instances: 3, greeting: "hi"})
 			is := h.instances(ctx)
@@ -284,6 +289,7 @@ func (c *crashAfter) GetDisks(ctx context.Context, vm cpi.VMCID) ([]cpi.DiskCID,
 }
 
 func TestCrashThenRecover(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		method string
 		n      int
@@ -302,7 +308,7 @@ func TestCrashThenRecover(t *testing.T) {
 		{"delete_vm", 1, spec{instances: 3, greeting: "hi"}, spec{instances: 1, greeting: "hi"}, true},
 	} {
 		t.Run(fmt.Sprintf("%s %d same=%v", tc.method, tc.n, tc.same), func(t *testing.T) {
-			ctx := ctxFor(t, 2*time.Minute)
+			ctx := ctxFor(t, 5*time.Minute)
 			var crash *crashAfter
 			h, fake, _ := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
 				crash = &crashAfter{CPI: c, method: tc.method, n: tc.n}
@@ -363,7 +369,8 @@ func TestCrashThenRecover(t *testing.T) {
 }
 
 func TestCloudFaults(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, _ := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 1, greeting: "hi"})
 	fake.FailNext("create_vm", 1, nil)
@@ -392,7 +399,8 @@ func TestCloudFaults(t *testing.T) {
 }
 
 func TestActions(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, agents := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
 	is := h.instances(ctx)
@@ -451,7 +459,8 @@ func TestActions(t *testing.T) {
 var _ = cpitest.NewFake
 
 func TestDiskChanges(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, _ := newFakeHarness(t, nil)
 	disks := func() (cids []string, sizes []int) {
 		for _, d := range fake.Disks() {
@@ -515,6 +524,7 @@ func TestDiskChanges(t *testing.T) {
 }
 
 func TestPrepareFailures(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		method, want string
 	}{
@@ -522,7 +532,7 @@ func TestPrepareFailures(t *testing.T) {
 		{"create_vm", "compilation"},
 	} {
 		t.Run(tc.method, func(t *testing.T) {
-			ctx := ctxFor(t, time.Minute)
+			ctx := ctxFor(t, 5*time.Minute)
 			h, fake, _ := newFakeHarness(t, nil)
 			fake.FailNext(tc.method, 1, nil)
 			res, err := h.exec.Run(ctx, h.task(ctx, spec{instances: 2, greeting: "hi"}), h.emit)
@@ -544,7 +554,8 @@ func TestPrepareFailures(t *testing.T) {
 }
 
 func TestCompileFailure(t *testing.T) {
-	ctx := ctxFor(t, time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, agents := newFakeHarness(t, nil)
 	agents.failCompile = "greeter"
 	res, err := h.exec.Run(ctx, h.task(ctx, spec{instances: 2, greeting: "hi"}), h.emit)
@@ -567,12 +578,13 @@ func TestCompileFailure(t *testing.T) {
 }
 
 func TestMalformedTasks(t *testing.T) {
-	ctx := ctxFor(t, time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, _ := newFakeHarness(t, nil)
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(*converge.Task)
-		want  string
+		want   string
 	}{
 		{"no deployment", func(tk *converge.Task) { tk.Deployment = "" }, "no deployment"},
 		{"missing instance spec", func(tk *converge.Task) {
