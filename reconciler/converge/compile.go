@@ -52,6 +52,10 @@ func (r *run) uploadStemcell(ctx context.Context) error {
 	}
 	made, err := e.cfg.CPI.CreateStemcell(ctx, sc.ImagePath, sc.CloudProperties)
 	if err != nil {
+		if ctx.Err() == nil {
+			// The cloud refused the stemcell: the rollout's failure, not the director's.
+			r.fail(&Failure{Instance: "stemcell " + name + "/" + sc.Version, Error: "create_stemcell: " + err.Error()})
+		}
 		ev.State, ev.Error = "failed", err.Error()
 		r.event(ev) //nolint:errcheck // the run ends with err
 		return fmt.Errorf("upload stemcell %s/%s: %w", name, sc.Version, err)
@@ -208,6 +212,8 @@ func (r *run) compile(ctx context.Context) error {
 			return err
 		}
 		if f != nil {
+			f.Instance = "compilation"
+			r.fail(f)
 			return fmt.Errorf("create compilation VM: %s", f.Error)
 		}
 		vms <- in

@@ -198,10 +198,26 @@ func (e *Executor) Run(ctx context.Context, t Task, emit func(state.TaskEvent) e
 			}
 		}
 	}
+	staged := map[string]bool{}
 	for _, stage := range t.Plan.Stages {
 		for _, name := range stage {
 			if groups[name] == nil {
 				return Result{}, fmt.Errorf("converge %s: plan stage names instance group %q, which the plan lacks", t.Deployment, name)
+			}
+			staged[name] = true
+		}
+	}
+	for _, g := range t.Plan.Groups {
+		batched := map[string]bool{}
+		for _, b := range g.Batches {
+			for _, id := range b.Instances {
+				batched[id] = true
+			}
+		}
+		for _, ip := range g.Instances {
+			if needsWork(ip) && (!batched[ip.ID] || !staged[g.Name]) {
+				// Work no batch or stage carries would be skipped in silence.
+				return Result{}, fmt.Errorf("converge %s: the plan changes %s (%s) but no stage and batch carries it", t.Deployment, ip.Name(), ip.ID)
 			}
 		}
 	}

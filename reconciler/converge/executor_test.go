@@ -3,6 +3,7 @@ package converge_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +17,8 @@ import (
 )
 
 func TestCreateThenNothingChanges(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, agents := newFakeHarness(t, nil)
 	res := h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 100})
 	if res.Failure != nil {
@@ -80,7 +82,8 @@ func equalMaps(a, b map[string]string) bool {
 }
 
 func TestPropertyUpdateCanaryFirst(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, agents := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 3, greeting: "hi"})
 	before := h.vmCIDs(ctx)
@@ -111,11 +114,15 @@ func TestPropertyUpdateCanaryFirst(t *testing.T) {
 	if got := agents.callsOf("post-deploy"); len(got) != 3 {
 		t.Errorf("post-deploy ran on %v", got)
 	}
-	_ = fake
+	// The packages compiled for the first deploy serve the second.
+	if agents.compiled != 2 || fake.Calls("create_stemcell") != 1 {
+		t.Errorf("compiled %d packages and uploaded %d stemcells over two deploys, want 2 and 1", agents.compiled, fake.Calls("create_stemcell"))
+	}
 }
 
 func TestScaleUpAndDown(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, _ := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
 	ids := h.vmCIDs(ctx)
@@ -153,7 +160,8 @@ func TestScaleUpAndDown(t *testing.T) {
 }
 
 func TestRecreateKeepsDisk(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, _ := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
 	before := h.instances(ctx)
@@ -180,6 +188,7 @@ func TestRecreateKeepsDisk(t *testing.T) {
 }
 
 func TestFailingCanaryStopsRollout(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		prep    func(a *fakeAgents, id string)
@@ -190,7 +199,7 @@ func TestFailingCanaryStopsRollout(t *testing.T) {
 		{"pre-start", func(a *fakeAgents, id string) { a.failPreStart[id] = true }, "pre-start", "migrations failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := ctxFor(t, 2*time.Minute)
+			ctx := ctxFor(t, 5*time.Minute)
 			h, _, agents := newFakeHarness(t, nil)
 			h.deploy(ctx, spec{instances: 3, greeting: "hi"})
 			is := h.instances(ctx)
@@ -280,19 +289,26 @@ func (c *crashAfter) GetDisks(ctx context.Context, vm cpi.VMCID) ([]cpi.DiskCID,
 }
 
 func TestCrashThenRecover(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		method string
 		n      int
 		first  spec
 		second spec
+		// same reruns the interrupted task itself rather than a fresh plan, as a
+		// worker taking over the task does.
+		same bool
 	}{
-		// The 3rd create_vm: the compilation VM, the canary, then one of the rest.
-		{"create_vm", 3, spec{instances: 4, greeting: "hi", diskMiB: 10}, spec{instances: 4, greeting: "hi", diskMiB: 10}},
-		{"create_vm", 1, spec{instances: 2, greeting: "hi"}, spec{instances: 2, greeting: "hi"}},
-		{"delete_vm", 1, spec{instances: 3, greeting: "hi"}, spec{instances: 1, greeting: "hi"}},
+		// The 4th create_vm: two compilation VMs, the canary, then one of the rest.
+		{"create_vm", 4, spec{instances: 4, greeting: "hi", diskMiB: 10}, spec{instances: 4, greeting: "hi", diskMiB: 10}, false},
+		{"create_vm", 4, spec{instances: 4, greeting: "hi", diskMiB: 10}, spec{instances: 4, greeting: "hi", diskMiB: 10}, true},
+		{"create_vm", 1, spec{instances: 2, greeting: "hi"}, spec{instances: 2, greeting: "hi"}, false},
+		{"create_vm", 3, spec{instances: 3, greeting: "hi"}, spec{instances: 3, greeting: "hi"}, true},
+		{"delete_vm", 1, spec{instances: 3, greeting: "hi"}, spec{instances: 1, greeting: "hi"}, false},
+		{"delete_vm", 1, spec{instances: 3, greeting: "hi"}, spec{instances: 1, greeting: "hi"}, true},
 	} {
-		t.Run(tc.method, func(t *testing.T) {
-			ctx := ctxFor(t, 2*time.Minute)
+		t.Run(fmt.Sprintf("%s %d same=%v", tc.method, tc.n, tc.same), func(t *testing.T) {
+			ctx := ctxFor(t, 5*time.Minute)
 			var crash *crashAfter
 			h, fake, _ := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
 				crash = &crashAfter{CPI: c, method: tc.method, n: tc.n}
@@ -306,7 +322,8 @@ func TestCrashThenRecover(t *testing.T) {
 			crash.cancel = cancel
 			crash.calls = 0
 			crash.mu.Unlock()
-			_, err := h.exec.Run(runCtx, h.task(ctx, tc.second), h.emit)
+			tk := h.task(ctx, tc.second)
+			_, err := h.exec.Run(runCtx, tk, h.emit)
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("crashed run = %v, want context.Canceled", err)
 			}
@@ -321,9 +338,21 @@ func TestCrashThenRecover(t *testing.T) {
 			if err := h.exec.Recover(ctx); err != nil {
 				t.Fatal(err)
 			}
-			res := h.deploy(ctx, tc.second)
+			var res converge.Result
+			if tc.same {
+				res, err = h.exec.Run(ctx, tk, h.emit)
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				res = h.deploy(ctx, tc.second)
+			}
 			if res.Failure != nil {
 				t.Fatalf("rerun failure: %+v", res.Failure)
+			}
+			// And a fresh plan afterwards has nothing left to do.
+			if tk := h.task(ctx, tc.second); !tk.Plan.Empty() {
+				t.Errorf("plan after the rerun is not empty:\n%v", tk.Plan)
 			}
 			if len(res.Instances) != tc.second.instances {
 				t.Errorf("instances after rerun: %+v", res.Instances)
@@ -340,7 +369,8 @@ func TestCrashThenRecover(t *testing.T) {
 }
 
 func TestCloudFaults(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, _ := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 1, greeting: "hi"})
 	fake.FailNext("create_vm", 1, nil)
@@ -369,7 +399,8 @@ func TestCloudFaults(t *testing.T) {
 }
 
 func TestActions(t *testing.T) {
-	ctx := ctxFor(t, 2*time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, agents := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
 	is := h.instances(ctx)
@@ -426,3 +457,151 @@ func TestActions(t *testing.T) {
 }
 
 var _ = cpitest.NewFake
+
+func TestDiskChanges(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
+	h, fake, _ := newFakeHarness(t, nil)
+	disks := func() (cids []string, sizes []int) {
+		for _, d := range fake.Disks() {
+			cids = append(cids, string(d.CID))
+			sizes = append(sizes, d.SizeMiB)
+			if d.VM == "" {
+				t.Errorf("disk %s is detached", d.CID)
+			}
+		}
+		return
+	}
+	h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+	if cids, _ := disks(); len(cids) != 0 {
+		t.Fatalf("disks %v", cids)
+	}
+	vms := h.vmCIDs(ctx)
+	// A disk added to running instances.
+	res := h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
+	if res.Failure != nil {
+		t.Fatal(res.Failure)
+	}
+	first, sizes := disks()
+	if len(first) != 2 || sizes[0] != 10 {
+		t.Fatalf("after adding disks: %v %v", first, sizes)
+	}
+	// Grown in place.
+	res = h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 20})
+	if res.Failure != nil {
+		t.Fatal(res.Failure)
+	}
+	grown, sizes := disks()
+	if !slices.Equal(first, grown) || sizes[0] != 20 || sizes[1] != 20 {
+		t.Errorf("after growing: %v %v (was %v)", grown, sizes, first)
+	}
+	rows, _ := h.store.Disks(ctx, h.name)
+	for _, d := range rows {
+		if d.SizeMB != 20 {
+			t.Errorf("disk row %+v", d)
+		}
+	}
+	// Shrinking would need a copy: refused, the disk kept.
+	res = h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 5})
+	if res.Failure == nil || !strings.Contains(res.Failure.Error, "not supported") {
+		t.Errorf("shrink: %+v", res.Failure)
+	}
+	if still, _ := disks(); !slices.Equal(first, still) {
+		t.Errorf("shrinking lost disks: %v", still)
+	}
+	// Removed.
+	res = h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+	if res.Failure != nil {
+		t.Fatal(res.Failure)
+	}
+	if left := fake.Disks(); len(left) != 0 {
+		t.Errorf("disks after removal: %+v", left)
+	}
+	if !equalMaps(vms, h.vmCIDs(ctx)) {
+		t.Errorf("disk changes recreated VMs")
+	}
+	h.checkNoOrphans(ctx)
+}
+
+func TestPrepareFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		method, want string
+	}{
+		{"create_stemcell", "stemcell"},
+		{"create_vm", "compilation"},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			ctx := ctxFor(t, 5*time.Minute)
+			h, fake, _ := newFakeHarness(t, nil)
+			fake.FailNext(tc.method, 1, nil)
+			res, err := h.exec.Run(ctx, h.task(ctx, spec{instances: 2, greeting: "hi"}), h.emit)
+			if err != nil {
+				t.Fatalf("run = %v; a cloud failure is the rollout's failure, not an error", err)
+			}
+			if res.Failure == nil || !strings.Contains(res.Failure.Instance, tc.want) || !strings.Contains(res.Failure.Error, "injected") {
+				t.Errorf("failure %+v", res.Failure)
+			}
+			if len(res.Instances) != 0 || len(fake.VMs()) != 0 {
+				t.Errorf("instances %+v, VMs %+v", res.Instances, fake.VMs())
+			}
+			res = h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+			if res.Failure != nil || res.Created != 2 {
+				t.Errorf("rerun %+v %+v", res, res.Failure)
+			}
+		})
+	}
+}
+
+func TestCompileFailure(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
+	h, fake, agents := newFakeHarness(t, nil)
+	agents.failCompile = "greeter"
+	res, err := h.exec.Run(ctx, h.task(ctx, spec{instances: 2, greeting: "hi"}), h.emit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := res.Failure
+	if f == nil || f.Instance != "compilation" || f.Process != "package greeter" || !strings.Contains(f.LogTail, "go: command not found") {
+		t.Fatalf("failure %+v", f)
+	}
+	if len(fake.VMs()) != 0 {
+		t.Errorf("compilation VMs left: %+v", fake.VMs())
+	}
+	// golang compiled before greeter failed, and is kept for the next run.
+	agents.failCompile = ""
+	res = h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+	if res.Failure != nil || agents.compiled != 2 {
+		t.Errorf("rerun %+v, compiled %d (want golang once, greeter once)", res.Failure, agents.compiled)
+	}
+}
+
+func TestMalformedTasks(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
+	h, fake, _ := newFakeHarness(t, nil)
+	for _, tc := range []struct {
+		name   string
+		break_ func(*converge.Task)
+		want   string
+	}{
+		{"no deployment", func(tk *converge.Task) { tk.Deployment = "" }, "no deployment"},
+		{"missing instance spec", func(tk *converge.Task) {
+			delete(tk.Instances, tk.Plan.Groups[0].Instances[1].ID)
+		}, "carries no instance spec"},
+		{"unknown stage group", func(tk *converge.Task) { tk.Plan.Stages = [][]string{{"web", "db"}} }, `instance group "db"`},
+		{"unstaged group", func(tk *converge.Task) { tk.Plan.Stages = nil }, "no stage and batch"},
+		{"unbatched instance", func(tk *converge.Task) { tk.Plan.Groups[0].Batches = tk.Plan.Groups[0].Batches[:1] }, "no stage and batch"},
+	} {
+		tk := h.task(ctx, spec{instances: 2, greeting: "hi"})
+		tc.break_(&tk)
+		_, err := h.exec.Run(ctx, tk, h.emit)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: run = %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	if n := fake.Calls("create_vm") + fake.Calls("create_stemcell"); n != 0 {
+		t.Errorf("a malformed task reached the cloud (%d calls)", n)
+	}
+}

@@ -31,6 +31,7 @@ type fakeAgents struct {
 	failRun      map[string]bool
 	failPreStart map[string]bool
 	compiled     int
+	failCompile  string // package name whose packaging fails
 }
 
 func newFakeAgents(c *cpitest.Fake) *fakeAgents {
@@ -149,8 +150,12 @@ func (a *fakeAgents) CompilePackage(ctx context.Context, id string, pkg protocol
 		return protocol.BlobResult{}, err
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if name == a.failCompile {
+		return protocol.BlobResult{}, &protocol.Error{Code: protocol.CodeCompileFailed, Op: "compile_package on agent " + id,
+			Message: "compile package " + name + ": packaging exit status 1; last output:\ngo: command not found"}
+	}
 	a.compiled++
-	a.mu.Unlock()
 	d := blobstore.DigestOf([]byte("compiled " + name + version))
 	return protocol.BlobResult{BlobstoreID: d.Hex(), SHA1: string(d)}, nil
 }

@@ -144,7 +144,7 @@ func (h *harness) task(ctx context.Context, s spec) converge.Task {
 		h.t.Fatal(err)
 	}
 	t := converge.Task{ID: 0, Deployment: h.name, Plan: p, Instances: map[string]converge.Instance{}, Stemcell: h.sc, Packages: h.pkgs,
-		Compilation: converge.Compilation{Workers: 1}}
+		Compilation: converge.Compilation{Workers: 2}}
 	for _, g := range p.Groups {
 		for _, in := range g.Instances {
 			if in.Action == plan.Delete {

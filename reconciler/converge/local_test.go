@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/bosun-gitops/bosun/agent/protocol"
 	"github.com/bosun-gitops/bosun/blobstore"
 	bloblocal "github.com/bosun-gitops/bosun/blobstore/local"
+	"github.com/bosun-gitops/bosun/blobstore/signed"
 	"github.com/bosun-gitops/bosun/bus"
 	"github.com/bosun-gitops/bosun/cpi"
 	"github.com/bosun-gitops/bosun/cpi/local"
@@ -44,6 +46,7 @@ type localEnv struct {
 	rel       *release.Release
 	relBlobs  *release.Blobs
 	renderer  *release.Renderer
+	signer    *signed.Signer
 }
 
 func newLocalEnv(t *testing.T, ctx context.Context) *localEnv {
@@ -84,6 +87,12 @@ func newLocalEnv(t *testing.T, ctx context.Context) *localEnv {
 	if env.blobs, err = bloblocal.Open(env.blobDir); err != nil {
 		t.Fatal(err)
 	}
+	if env.signer, err = signed.NewSigner([]byte("converge-test-blob-key"), 10*time.Minute, ""); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(signed.Handler(env.blobs, env.signer, testLog(t)))
+	t.Cleanup(hs.Close)
+	env.signer.Base = hs.URL
 	if env.rel, err = release.Build(ctx, "../../release/testdata/demo"); err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +103,9 @@ func newLocalEnv(t *testing.T, ctx context.Context) *localEnv {
 }
 
 // harness returns a harness for deployment name on a local CPI of its own (so its VM
-// list is the deployment's); wrap may wrap the CPI.
-func (env *localEnv) harness(t *testing.T, name string, wrap func(cpi.CPI) cpi.CPI) (*harness, *local.CPI, string) {
+// list is the deployment's); wrap may wrap the CPI. With useSigned, agents have no
+// blobstore of their own and get every blob through signed URLs, as on a real cloud.
+func (env *localEnv) harness(t *testing.T, name string, useSigned bool, wrap func(cpi.CPI) cpi.CPI) (*harness, *local.CPI, string) {
 	t.Helper()
 	dir := t.TempDir()
 	lc, err := local.New(local.Config{Name: "local-" + name, Dir: dir, AgentPath: env.agentPath, StopGrace: 5 * time.Second}, nil)
@@ -112,12 +122,17 @@ func (env *localEnv) harness(t *testing.T, name string, wrap func(cpi.CPI) cpi.C
 	if wrap != nil {
 		c = wrap(lc)
 	}
+	blobSettings := cpi.Blobstore{Provider: "local", Options: map[string]any{"blobstore_path": env.blobDir}}
+	var signer converge.URLSigner
+	if useSigned {
+		blobSettings, signer = cpi.Blobstore{}, env.signer
+	}
 	exec, err := converge.New(converge.Config{
-		CPI: c, CPIName: "local-" + name, Agents: env.client, Store: env.store, Blobs: env.blobs, Log: testLog(t),
+		CPI: c, CPIName: "local-" + name, Agents: env.client, Store: env.store, Blobs: env.blobs, Signer: signer, Log: testLog(t),
 		Settings: func(id string) (cpi.AgentSettings, error) {
 			return cpi.AgentSettings{
 				Mbus:      env.srv.AgentURL(id),
-				Blobstore: cpi.Blobstore{Provider: "local", Options: map[string]any{"blobstore_path": env.blobDir}},
+				Blobstore: blobSettings,
 				Env:       json.RawMessage(`{"bosun":{"heartbeat_interval":"30s","stable_after":"300ms"}}`),
 			}, nil
 		},
@@ -183,11 +198,11 @@ func TestLocalCPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts agents and compiles a Go program")
 	}
-	ctx := ctxFor(t, 4*time.Minute)
+	ctx := ctxFor(t, 9*time.Minute)
 	env := newLocalEnv(t, ctx)
 
 	t.Run("deploy update recreate scale fail", func(t *testing.T) {
-		h, lc, dir := env.harness(t, "web-app", nil)
+		h, lc, dir := env.harness(t, "web-app", true, nil)
 		port := randomPort()
 		s := spec{instances: 2, greeting: "Hello", diskMiB: 10, port: port, watch: "100-60000"}
 		res := h.deploy(ctx, s)
@@ -309,80 +324,92 @@ func TestLocalCPI(t *testing.T) {
 		}
 	})
 
-	t.Run("crash and recover", func(t *testing.T) {
-		var crash *crashAfter
-		h, lc, _ := env.harness(t, "crashy", func(c cpi.CPI) cpi.CPI {
-			crash = &crashAfter{CPI: c, method: "create_vm", n: 3}
-			return crash
+	// The package is compiled now; the rest run side by side.
+	t.Run("parallel", func(t *testing.T) {
+		t.Run("crash and recover", func(t *testing.T) {
+			t.Parallel()
+			testCrashAndRecover(t, ctx, env)
 		})
-		port := randomPort()
-		s := spec{instances: 5, greeting: "Hi", port: port, inFlight: "2"}
-		runCtx, cancel := context.WithCancel(ctx)
-		crash.cancel = cancel
-		if _, err := h.exec.Run(runCtx, h.task(ctx, s), h.emit); !errors.Is(err, context.Canceled) {
-			t.Fatalf("crashed run = %v", err)
-		}
-		crash.mu.Lock()
-		crash.cancel = nil
-		crash.mu.Unlock()
-		if err := h.exec.Recover(ctx); err != nil {
-			t.Fatal(err)
-		}
-		res := h.deploy(ctx, s)
-		if res.Failure != nil || len(res.Instances) != 5 {
-			t.Fatalf("rerun: %+v %+v", res, res.Failure)
-		}
-		h.checkNoOrphans(ctx)
-		vms, _ := lc.ListVMs(ctx)
-		if len(vms) != 5 {
-			t.Errorf("local CPI holds %d VMs, want 5", len(vms))
-		}
-		for _, in := range res.Instances {
-			answers(t, ctx, in.IPs[0], port, "Hi from web/"+in.ID)
-		}
+		t.Run("actions", func(t *testing.T) {
+			t.Parallel()
+			testActions(t, ctx, env)
+		})
 	})
+}
 
-	t.Run("actions", func(t *testing.T) {
-		h, lc, dir := env.harness(t, "acted", nil)
-		port := randomPort()
-		res := h.deploy(ctx, spec{instances: 2, greeting: "Yo", diskMiB: 10, port: port})
-		if res.Failure != nil {
-			t.Fatal(res.Failure)
-		}
-		target := res.Instances[0]
-		act := func(p state.ActionParams) {
-			t.Helper()
-			res, err := h.exec.Act(ctx, h.name, []string{target.ID}, p, h.emit)
-			if err != nil || res.Failure != nil {
-				t.Fatalf("%+v: %v %+v", p, err, res.Failure)
-			}
-		}
-		act(state.ActionParams{Action: state.ActionStop})
-		c := http.Client{Timeout: time.Second}
-		if _, err := c.Get(fmt.Sprintf("http://%s:%d/", target.IPs[0], port)); err == nil {
-			t.Error("a stopped instance answers")
-		}
-		act(state.ActionParams{Action: state.ActionStart})
-		answers(t, ctx, target.IPs[0], port, "Yo from web/"+target.ID)
-		act(state.ActionParams{Action: state.ActionRestart})
-		answers(t, ctx, target.IPs[0], port, "Yo from web/"+target.ID)
-		i := h.instances(ctx)[0]
-		os.WriteFile(filepath.Join(dir, "vms", i.VMCID, "var/vcap/store/data.txt"), []byte("still here"), 0o644)
-		act(state.ActionParams{Action: state.ActionRecreate})
-		j := h.instances(ctx)[0]
-		if j.VMCID == i.VMCID {
-			t.Error("recreate kept the VM")
-		}
-		if got, _ := os.ReadFile(filepath.Join(dir, "vms", j.VMCID, "var/vcap/store/data.txt")); string(got) != "still here" {
-			t.Errorf("disk data after recreate: %q", got)
-		}
-		answers(t, ctx, target.IPs[0], port, "Yo from web/"+target.ID)
-		act(state.ActionParams{Action: state.ActionStop, Hard: true})
-		if vms, _ := lc.ListVMs(ctx); len(vms) != 1 {
-			t.Errorf("after a hard stop the CPI holds %d VMs, want 1", len(vms))
-		}
-		act(state.ActionParams{Action: state.ActionStart})
-		answers(t, ctx, target.IPs[0], port, "Yo from web/"+target.ID)
-		h.checkNoOrphans(ctx)
+func testCrashAndRecover(t *testing.T, ctx context.Context, env *localEnv) {
+	var crash *crashAfter
+	h, lc, _ := env.harness(t, "crashy", false, func(c cpi.CPI) cpi.CPI {
+		crash = &crashAfter{CPI: c, method: "create_vm", n: 3}
+		return crash
 	})
+	port := randomPort()
+	s := spec{instances: 4, greeting: "Hi", port: port, inFlight: "2"}
+	runCtx, cancel := context.WithCancel(ctx)
+	crash.cancel = cancel
+	if _, err := h.exec.Run(runCtx, h.task(ctx, s), h.emit); !errors.Is(err, context.Canceled) {
+		t.Fatalf("crashed run = %v", err)
+	}
+	crash.mu.Lock()
+	crash.cancel = nil
+	crash.mu.Unlock()
+	if err := h.exec.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := h.deploy(ctx, s)
+	if res.Failure != nil || len(res.Instances) != 4 {
+		t.Fatalf("rerun: %+v %+v", res, res.Failure)
+	}
+	h.checkNoOrphans(ctx)
+	vms, _ := lc.ListVMs(ctx)
+	if len(vms) != 4 {
+		t.Errorf("local CPI holds %d VMs, want 4", len(vms))
+	}
+	for _, in := range res.Instances {
+		answers(t, ctx, in.IPs[0], port, "Hi from web/"+in.ID)
+	}
+}
+
+func testActions(t *testing.T, ctx context.Context, env *localEnv) {
+	h, lc, dir := env.harness(t, "acted", false, nil)
+	port := randomPort()
+	res := h.deploy(ctx, spec{instances: 2, greeting: "Yo", diskMiB: 10, port: port})
+	if res.Failure != nil {
+		t.Fatal(res.Failure)
+	}
+	target := res.Instances[0]
+	act := func(p state.ActionParams) {
+		t.Helper()
+		res, err := h.exec.Act(ctx, h.name, []string{target.ID}, p, h.emit)
+		if err != nil || res.Failure != nil {
+			t.Fatalf("%+v: %v %+v", p, err, res.Failure)
+		}
+	}
+	act(state.ActionParams{Action: state.ActionStop})
+	c := http.Client{Timeout: time.Second}
+	if _, err := c.Get(fmt.Sprintf("http://%s:%d/", target.IPs[0], port)); err == nil {
+		t.Error("a stopped instance answers")
+	}
+	act(state.ActionParams{Action: state.ActionStart})
+	answers(t, ctx, target.IPs[0], port, "Yo from web/"+target.ID)
+	act(state.ActionParams{Action: state.ActionRestart})
+	answers(t, ctx, target.IPs[0], port, "Yo from web/"+target.ID)
+	i := h.instances(ctx)[0]
+	os.WriteFile(filepath.Join(dir, "vms", i.VMCID, "var/vcap/store/data.txt"), []byte("still here"), 0o644)
+	act(state.ActionParams{Action: state.ActionRecreate})
+	j := h.instances(ctx)[0]
+	if j.VMCID == i.VMCID {
+		t.Error("recreate kept the VM")
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "vms", j.VMCID, "var/vcap/store/data.txt")); string(got) != "still here" {
+		t.Errorf("disk data after recreate: %q", got)
+	}
+	answers(t, ctx, target.IPs[0], port, "Yo from web/"+target.ID)
+	act(state.ActionParams{Action: state.ActionStop, Hard: true})
+	if vms, _ := lc.ListVMs(ctx); len(vms) != 1 {
+		t.Errorf("after a hard stop the CPI holds %d VMs, want 1", len(vms))
+	}
+	act(state.ActionParams{Action: state.ActionStart})
+	answers(t, ctx, target.IPs[0], port, "Yo from web/"+target.ID)
+	h.checkNoOrphans(ctx)
 }

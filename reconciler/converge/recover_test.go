@@ -11,7 +11,8 @@ import (
 )
 
 func TestRecoverAdoptsOrDeletes(t *testing.T) {
-	ctx := ctxFor(t, time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, fake, _ := newFakeHarness(t, nil)
 	h.deploy(ctx, spec{instances: 2, greeting: "hi"})
 	is := h.instances(ctx)
@@ -73,7 +74,8 @@ func TestRecoverAdoptsOrDeletes(t *testing.T) {
 }
 
 func TestEmitErrorEndsRun(t *testing.T) {
-	ctx := ctxFor(t, time.Minute)
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
 	h, _, _ := newFakeHarness(t, nil)
 	boom := errors.New("event log gone")
 	_, err := h.exec.Run(ctx, h.task(ctx, spec{instances: 2, greeting: "hi"}), func(ev state.TaskEvent) error {
