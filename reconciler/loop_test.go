@@ -663,3 +663,47 @@ func TestResurrectActionAndDrift(t *testing.T) {
 		t.Fatalf("drift repair changes %+v", got)
 	}
 }
+
+func TestRotateVariableRedeploys(t *testing.T) {
+	h := newHarness(t)
+	files := templateFiles(t)
+	files["deployments/demo/manifest.yml"] = strings.Replace(files["deployments/demo/manifest.yml"], "greeting: Hello from Bosun", "greeting: Hello from Bosun\n      token: ((token))", 1) +
+		"\nvariables:\n- name: token\n  type: password\n"
+	h.repo.commit("first", files)
+	for _, task := range h.reconcile(state.RevisionAccepted).Tasks {
+		h.mustRun(task)
+	}
+	sealed, _ := h.store.SealedVariables(h.ctx, "demo")
+	j, err := h.r.RotateVariable(h.ctx, "demo", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := taskTypes(j.Tasks); !slices.Equal(got, []string{"deploy demo"}) {
+		t.Fatalf("tasks after rotation = %v", got)
+	}
+	h.mustRun(j.Tasks[0])
+	if got := actions(h.conv.lastRun(t).Plan); got["update"] != 2 {
+		t.Fatalf("actions = %v; want both updated with the new value", got)
+	}
+	again, _ := h.store.SealedVariables(h.ctx, "demo")
+	if string(again["token"]) == string(sealed["token"]) {
+		t.Error("the stored value did not change")
+	}
+	// The token never reaches the status branch.
+	vals, err := h.r.cfg.Renderer.Vars.Load(h.ctx, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := fmt.Sprint(vals.Get("token").Value)
+	for _, msg := range h.repo.statusLog() {
+		if strings.Contains(msg, token) {
+			t.Errorf("status commit shows the token: %s", msg)
+		}
+	}
+	if f := h.repo.statusFile("deployments/demo.yml"); strings.Contains(f, token) {
+		t.Errorf("status file shows the token:\n%s", f)
+	}
+	if _, err := h.r.RotateVariable(h.ctx, "demo", "nope"); err == nil {
+		t.Error("rotating an unknown variable succeeded")
+	}
+}

@@ -192,7 +192,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		return r.cfg.Watcher.Run(ctx, func(ctx context.Context, rev source.Revision) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			if _, err := r.judge(ctx, rev); err != nil && ctx.Err() == nil {
+			if _, err := r.judge(ctx, rev, false); err != nil && ctx.Err() == nil {
 				r.log.Error("judge revision", "sha", rev.Short(), "err", err)
 			}
 		})
@@ -245,7 +245,39 @@ func (r *Reconciler) ReconcileNow(ctx context.Context) (Judgement, error) {
 	if r.cfg.Watcher != nil {
 		r.cfg.Watcher.Trigger()
 	}
-	return r.judge(ctx, rev)
+	return r.judge(ctx, rev, false)
+}
+
+// Rotator is a Variables that can forget a value so that it is generated anew; *Vault.
+type Rotator interface {
+	Rotate(ctx context.Context, deployment, name string) error
+}
+
+// RotateVariable forgets variable name of deployment and judges the head again, so the
+// deployment converges with a newly generated value (explicit rotation).
+func (r *Reconciler) RotateVariable(ctx context.Context, deployment, name string) (Judgement, error) {
+	rot, ok := r.cfg.Renderer.Vars.(Rotator)
+	if !ok {
+		return Judgement{}, errors.New("rotate variable: this director's variables cannot be rotated")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.init(ctx); err != nil {
+		return Judgement{}, err
+	}
+	if err := rot.Rotate(ctx, deployment, name); err != nil {
+		return Judgement{}, err
+	}
+	r.renderMu.Lock()
+	r.cacheMu.Lock()
+	r.cache, r.order = map[string]*Rendered{}, nil
+	r.cacheMu.Unlock()
+	r.renderMu.Unlock()
+	rev, _, err := r.cfg.Source.Check(ctx)
+	if err != nil {
+		return Judgement{}, fmt.Errorf("check source: %w", err)
+	}
+	return r.judge(ctx, rev, true)
 }
 
 // init loads the last accepted revision: its policies judge, its render is "previous".
@@ -340,16 +372,17 @@ func deploymentDirs(fsys fs.FS) []string {
 	return out
 }
 
-// judge renders, judges and persists one revision. The caller holds r.mu.
-func (r *Reconciler) judge(ctx context.Context, rev source.Revision) (Judgement, error) {
+// judge renders, judges and persists one revision; force judges one already judged (after
+// a variable's rotation). The caller holds r.mu.
+func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool) (Judgement, error) {
 	j := Judgement{Revision: rev.SHA}
-	if rev.SHA == "" || rev.SHA == r.last {
+	if rev.SHA == "" || rev.SHA == r.last && !force {
 		return j, nil
 	}
-	if _, err := r.cfg.Store.Revision(ctx, rev.SHA); err == nil {
+	if _, err := r.cfg.Store.Revision(ctx, rev.SHA); err == nil && !force {
 		r.last = rev.SHA
 		return j, nil
-	} else if !errors.Is(err, state.ErrNotFound) {
+	} else if err != nil && !errors.Is(err, state.ErrNotFound) {
 		return j, err
 	}
 	log := r.log.With("sha", rev.Short())
