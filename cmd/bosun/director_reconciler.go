@@ -134,7 +134,23 @@ func setupReconciler(d *director) error {
 	if err != nil {
 		return err
 	}
-	for typ, h := range r.Handlers() {
+	handlers := r.Handlers()
+	if rec, ok := conv.(recoverer); ok {
+		// Tasks wait until converge has settled what a killed director left half done.
+		ready := make(chan struct{})
+		d.addRole(&recoveryRole{rec: rec, ready: ready, log: log})
+		for typ, h := range handlers {
+			handlers[typ] = func(ctx context.Context, t state.Task, emit func(state.TaskEvent) error) (string, error) {
+				select {
+				case <-ready:
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+				return h(ctx, t, emit)
+			}
+		}
+	}
+	for typ, h := range handlers {
 		d.handleTask(typ, h)
 	}
 	d.addRole(r)
@@ -151,4 +167,35 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// recoverer is what converge.Executor offers besides running tasks: settle the unfinished
+// write-ahead intents of a director killed mid-task (adopt or delete what the cloud holds).
+type recoverer interface {
+	Recover(ctx context.Context) error
+}
+
+// recoveryRole runs converge's recovery once at start, then lets tasks run.
+type recoveryRole struct {
+	rec   recoverer
+	ready chan struct{}
+	log   interface {
+		Info(msg string, args ...any)
+	}
+}
+
+func (r *recoveryRole) Name() string { return "converge-recovery" }
+
+func (r *recoveryRole) Run(ctx context.Context) error {
+	start := time.Now()
+	if err := r.rec.Recover(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("recover unfinished cloud calls: %w", err)
+	}
+	r.log.Info("converge recovered unfinished cloud calls", "took", time.Since(start).Round(time.Millisecond))
+	close(r.ready)
+	<-ctx.Done()
+	return nil
 }
