@@ -86,8 +86,10 @@ type Config struct {
 	Gate      Gate
 	Converger Converger
 	Status    StatusWriter
-	Blobs     blobstore.Store
-	Renderer  *Renderer
+	// StatusBranch is the branch Status writes to, compared with bosun.yml's status_branch.
+	StatusBranch string
+	Blobs        blobstore.Store
+	Renderer     *Renderer
 	// Cloud enables the drift check every DriftInterval (default 1m); nil disables it.
 	Cloud         Cloud
 	DriftInterval time.Duration
@@ -439,6 +441,9 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 		default:
 			deleted = append(deleted, name)
 		}
+	}
+	if b := rd.Config.StatusBranch; b != "" && r.cfg.StatusBranch != "" && b != r.cfg.StatusBranch {
+		warnings = append(warnings, fmt.Sprintf("bosun.yml asks for status branch %s, but this director writes to %s (its --status-branch)", b, r.cfg.StatusBranch))
 	}
 	if len(rd.Deployments) == 0 && len(kept) > 0 {
 		warnings = append(warnings, "the repository has no deployments: an empty repository never deletes the fleet, so "+strings.Join(kept, ", ")+" stay")

@@ -124,7 +124,7 @@ func setupReconciler(d *director) error {
 	}
 	cfg := reconciler.Config{
 		Source: src, Watcher: watcher, Store: d.store, Gate: policy.NewGate(nil, reconciler.PoliciesDir),
-		Converger: conv, Status: sw, Blobs: blobs, DriftInterval: f.drift, Logger: log,
+		Converger: conv, Status: sw, StatusBranch: sw.Branch(), Blobs: blobs, DriftInterval: f.drift, Logger: log,
 		Renderer: &reconciler.Renderer{Vars: vault, Releases: &reconciler.Releases{CacheDir: filepath.Join(d.dataDir, "cache")}},
 	}
 	if cloud != nil {
