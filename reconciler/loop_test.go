@@ -489,6 +489,13 @@ func TestLoopBadInputFailsAndNextGoodCommitProceeds(t *testing.T) {
 	if len(h.conv.runs) != runs {
 		t.Fatal("a failed revision converged something")
 	}
+	// More instances than the subnet has addresses: failed before anything is enqueued.
+	h.repo.commit("too big", map[string]string{"deployments/demo/manifest.yml": strings.Replace(files["deployments/demo/manifest.yml"], "instances: 2", "instances: 300", 1)})
+	j = h.reconcile(state.RevisionFailed)
+	if len(j.Problems) != 1 || !strings.Contains(j.Problems[0], "deployments/demo/manifest.yml: cannot be planned") {
+		t.Fatalf("problems = %q", j.Problems)
+	}
+	h.statusHead("demo: cannot plan", "Bosun-Result: failed")
 	// The fix proceeds, and with nothing rendered changed since the last accepted
 	// revision it needs no task.
 	h.repo.commit("fix", map[string]string{"deployments/demo/manifest.yml": files["deployments/demo/manifest.yml"]})
@@ -705,5 +712,22 @@ func TestRotateVariableRedeploys(t *testing.T) {
 	}
 	if _, err := h.r.RotateVariable(h.ctx, "demo", "nope"); err == nil {
 		t.Error("rotating an unknown variable succeeded")
+	}
+}
+
+func TestRedactHidesRenderedVariables(t *testing.T) {
+	h := newHarness(t)
+	files := templateFiles(t)
+	files["deployments/demo/manifest.yml"] = strings.Replace(files["deployments/demo/manifest.yml"], "greeting: Hello from Bosun", "greeting: ((pw))", 1) +
+		"\nvariables:\n- name: pw\n  type: password\n"
+	h.repo.commit("first", files)
+	h.reconcile(state.RevisionAccepted)
+	vals, err := h.r.cfg.Renderer.Vars.Load(h.ctx, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := fmt.Sprint(vals.Get("pw").Value)
+	if got := h.r.Redact("greeter said " + pw + " twice: " + pw); strings.Contains(got, pw) || !strings.Contains(got, "(redacted)") {
+		t.Errorf("redacted = %q", got)
 	}
 }

@@ -224,6 +224,25 @@ func (r *Reconciler) RepoConfig() RepoConfig {
 	return r.prev.Config
 }
 
+// Redact replaces every variable value the reconciler has rendered lately in s: status
+// writers apply it to free text (errors, log tails) before committing.
+func (r *Reconciler) Redact(s string) string {
+	r.cacheMu.Lock()
+	var secrets []string
+	for _, rd := range r.cache {
+		secrets = append(secrets, rd.Secrets...)
+	}
+	r.cacheMu.Unlock()
+	// Longest first, so that a secret containing another is replaced whole.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, sec := range slices.Compact(secrets) {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "(redacted)")
+		}
+	}
+	return s
+}
+
 // Judgement is what became of one revision.
 type Judgement struct {
 	Revision string
@@ -427,6 +446,36 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 			changed = append(changed, name)
 		}
 	}
+	// A change that cannot be planned (no free address for a new instance, an AZ with no
+	// subnet) fails now, with nothing enqueued, rather than in its task.
+	var planProblems []string
+	for _, name := range changed {
+		d := rd.Deployments[name]
+		obs, err := r.observed(ctx, d, name)
+		if err != nil {
+			return j, err
+		}
+		if _, err := plan.Compute(d.Desired, obs, plan.Options{NewID: r.cfg.NewID}); err != nil {
+			planProblems = append(planProblems, fmt.Sprintf("%s: cannot be planned: %v", d.File, err))
+		}
+	}
+	if len(planProblems) > 0 {
+		rerr = &RenderError{Problems: planProblems}
+		srev.Verdict = state.RevisionFailed
+		j.Verdict, j.Problems = state.RevisionFailed, planProblems
+		if _, err := r.cfg.Store.Judge(ctx, state.Judgement{Revision: srev, Verdict: state.Verdict{Error: rerr.Error()}}); err != nil {
+			return j, err
+		}
+		r.last = rev.SHA
+		log.Warn("revision cannot be planned; nothing is touched", "err", rerr)
+		r.writeAll(ctx, concerned(planProblems, changed, nil), status.Outcome{
+			SourceCommit: rev.SHA, Result: status.Failed, StartedAt: started, FinishedAt: r.cfg.Now(),
+			Summary: "cannot plan " + rev.Short(),
+			Error:   &status.Failure{Message: "the revision cannot be planned, so nothing was touched:\n" + rerr.Error()},
+		})
+		return j, nil
+	}
+
 	var warnings []string
 	for _, name := range slices.Sorted(maps.Keys(digests)) {
 		if _, ok := rd.Deployments[name]; ok {

@@ -90,7 +90,16 @@ func setupReconciler(d *director) error {
 		}
 		d.mux.Handle("POST /hooks/git", watcher.WebhookHandler(string(trimSpace(secret))))
 	}
-	sw, err := status.Open(status.Config{Remote: remote, Branch: f.statusBranch, CacheDir: filepath.Join(d.dataDir, "status"), Logger: log})
+	// Free text in outcomes (errors, log tails) loses every variable value the reconciler
+	// rendered; rec is set below, before anything is written.
+	var rec *reconciler.Reconciler
+	redact := func(s string) string {
+		if rec == nil {
+			return s
+		}
+		return rec.Redact(s)
+	}
+	sw, err := status.Open(status.Config{Remote: remote, Branch: f.statusBranch, CacheDir: filepath.Join(d.dataDir, "status"), Logger: log, Redact: redact})
 	if err != nil {
 		return fmt.Errorf("reconciler: %w", err)
 	}
@@ -134,6 +143,7 @@ func setupReconciler(d *director) error {
 	if err != nil {
 		return err
 	}
+	rec = r
 	handlers := r.Handlers()
 	if rec, ok := conv.(recoverer); ok {
 		// Tasks wait until converge has settled what a killed director left half done.
