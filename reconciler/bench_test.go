@@ -71,7 +71,7 @@ func BenchmarkJudgeCommit(b *testing.B) {
 		}
 		b.StartTimer()
 		h.r.mu.Lock()
-		j, err := h.r.judge(h.ctx, rev)
+		j, err := h.r.judge(h.ctx, rev, false)
 		h.r.mu.Unlock()
 		if err != nil || j.Verdict != state.RevisionAccepted || len(j.Tasks) != 1 {
 			b.Fatalf("judge: %+v, %v", j, err)

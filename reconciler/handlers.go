@@ -115,6 +115,9 @@ func (r *Reconciler) converge(ctx context.Context, task state.Task, rd *Rendered
 }
 
 func (r *Reconciler) finish(ctx context.Context, o status.Outcome, err error) (string, error) {
+	if o.FinishedAt.IsZero() {
+		o.FinishedAt = r.cfg.Now()
+	}
 	r.writeStatus(ctx, o)
 	title, _, _ := strings.Cut(status.Message(o), "\n")
 	if err != nil {
@@ -191,7 +194,9 @@ func (r *Reconciler) handleDelete(ctx context.Context, task state.Task, emit fun
 		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: "plan: " + err.Error()}
 		return r.finish(ctx, o, err)
 	}
-	o, err = r.converge(ctx, task, nil, nil, p, nil, emit, o)
+	if !p.Empty() {
+		o, err = r.converge(ctx, task, nil, nil, p, nil, emit, o)
+	}
 	if err == nil {
 		if err = r.cfg.Store.ForgetDeployment(ctx, task.Deployment); err == nil {
 			err = r.cfg.Store.DeleteDeployment(ctx, task.Deployment)

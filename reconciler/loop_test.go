@@ -489,6 +489,13 @@ func TestLoopBadInputFailsAndNextGoodCommitProceeds(t *testing.T) {
 	if len(h.conv.runs) != runs {
 		t.Fatal("a failed revision converged something")
 	}
+	// More instances than the subnet has addresses: failed before anything is enqueued.
+	h.repo.commit("too big", map[string]string{"deployments/demo/manifest.yml": strings.Replace(files["deployments/demo/manifest.yml"], "instances: 2", "instances: 300", 1)})
+	j = h.reconcile(state.RevisionFailed)
+	if len(j.Problems) != 1 || !strings.Contains(j.Problems[0], "deployments/demo/manifest.yml: cannot be planned") {
+		t.Fatalf("problems = %q", j.Problems)
+	}
+	h.statusHead("demo: cannot plan", "Bosun-Result: failed")
 	// The fix proceeds, and with nothing rendered changed since the last accepted
 	// revision it needs no task.
 	h.repo.commit("fix", map[string]string{"deployments/demo/manifest.yml": files["deployments/demo/manifest.yml"]})
@@ -661,5 +668,66 @@ func TestResurrectActionAndDrift(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].ID != insts[1].ID || got[0].Reasons[0].Kind != plan.ReasonVMMissing {
 		t.Fatalf("drift repair changes %+v", got)
+	}
+}
+
+func TestRotateVariableRedeploys(t *testing.T) {
+	h := newHarness(t)
+	files := templateFiles(t)
+	files["deployments/demo/manifest.yml"] = strings.Replace(files["deployments/demo/manifest.yml"], "greeting: Hello from Bosun", "greeting: Hello from Bosun\n      token: ((token))", 1) +
+		"\nvariables:\n- name: token\n  type: password\n"
+	h.repo.commit("first", files)
+	for _, task := range h.reconcile(state.RevisionAccepted).Tasks {
+		h.mustRun(task)
+	}
+	sealed, _ := h.store.SealedVariables(h.ctx, "demo")
+	j, err := h.r.RotateVariable(h.ctx, "demo", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := taskTypes(j.Tasks); !slices.Equal(got, []string{"deploy demo"}) {
+		t.Fatalf("tasks after rotation = %v", got)
+	}
+	h.mustRun(j.Tasks[0])
+	if got := actions(h.conv.lastRun(t).Plan); got["update"] != 2 {
+		t.Fatalf("actions = %v; want both updated with the new value", got)
+	}
+	again, _ := h.store.SealedVariables(h.ctx, "demo")
+	if string(again["token"]) == string(sealed["token"]) {
+		t.Error("the stored value did not change")
+	}
+	// The token never reaches the status branch.
+	vals, err := h.r.cfg.Renderer.Vars.Load(h.ctx, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := fmt.Sprint(vals.Get("token").Value)
+	for _, msg := range h.repo.statusLog() {
+		if strings.Contains(msg, token) {
+			t.Errorf("status commit shows the token: %s", msg)
+		}
+	}
+	if f := h.repo.statusFile("deployments/demo.yml"); strings.Contains(f, token) {
+		t.Errorf("status file shows the token:\n%s", f)
+	}
+	if _, err := h.r.RotateVariable(h.ctx, "demo", "nope"); err == nil {
+		t.Error("rotating an unknown variable succeeded")
+	}
+}
+
+func TestRedactHidesRenderedVariables(t *testing.T) {
+	h := newHarness(t)
+	files := templateFiles(t)
+	files["deployments/demo/manifest.yml"] = strings.Replace(files["deployments/demo/manifest.yml"], "greeting: Hello from Bosun", "greeting: ((pw))", 1) +
+		"\nvariables:\n- name: pw\n  type: password\n"
+	h.repo.commit("first", files)
+	h.reconcile(state.RevisionAccepted)
+	vals, err := h.r.cfg.Renderer.Vars.Load(h.ctx, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := fmt.Sprint(vals.Get("pw").Value)
+	if got := h.r.Redact("greeter said " + pw + " twice: " + pw); strings.Contains(got, pw) || !strings.Contains(got, "(redacted)") {
+		t.Errorf("redacted = %q", got)
 	}
 }

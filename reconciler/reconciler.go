@@ -109,8 +109,10 @@ type Config struct {
 	Gate      Gate
 	Converger Converger
 	Status    StatusWriter
-	Blobs     blobstore.Store
-	Renderer  *Renderer
+	// StatusBranch is the branch Status writes to, compared with bosun.yml's status_branch.
+	StatusBranch string
+	Blobs        blobstore.Store
+	Renderer     *Renderer
 	// Cloud enables the drift check every DriftInterval (default 1m); nil disables it.
 	Cloud         Cloud
 	DriftInterval time.Duration
@@ -218,7 +220,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		return r.cfg.Watcher.Run(ctx, func(ctx context.Context, rev source.Revision) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			if _, err := r.judge(ctx, rev); err != nil && ctx.Err() == nil {
+			if _, err := r.judge(ctx, rev, false); err != nil && ctx.Err() == nil {
 				r.log.Error("judge revision", "sha", rev.Short(), "err", err)
 			}
 		})
@@ -248,6 +250,25 @@ func (r *Reconciler) RepoConfig() RepoConfig {
 	return r.prev.Config
 }
 
+// Redact replaces every variable value the reconciler has rendered lately in s: status
+// writers apply it to free text (errors, log tails) before committing.
+func (r *Reconciler) Redact(s string) string {
+	r.cacheMu.Lock()
+	var secrets []string
+	for _, rd := range r.cache {
+		secrets = append(secrets, rd.Secrets...)
+	}
+	r.cacheMu.Unlock()
+	// Longest first, so that a secret containing another is replaced whole.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, sec := range slices.Compact(secrets) {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "(redacted)")
+		}
+	}
+	return s
+}
+
 // Judgement is what became of one revision.
 type Judgement struct {
 	Revision string
@@ -271,7 +292,39 @@ func (r *Reconciler) ReconcileNow(ctx context.Context) (Judgement, error) {
 	if r.cfg.Watcher != nil {
 		r.cfg.Watcher.Trigger()
 	}
-	return r.judge(ctx, rev)
+	return r.judge(ctx, rev, false)
+}
+
+// Rotator is a Variables that can forget a value so that it is generated anew; *Vault.
+type Rotator interface {
+	Rotate(ctx context.Context, deployment, name string) error
+}
+
+// RotateVariable forgets variable name of deployment and judges the head again, so the
+// deployment converges with a newly generated value (explicit rotation).
+func (r *Reconciler) RotateVariable(ctx context.Context, deployment, name string) (Judgement, error) {
+	rot, ok := r.cfg.Renderer.Vars.(Rotator)
+	if !ok {
+		return Judgement{}, errors.New("rotate variable: this director's variables cannot be rotated")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.init(ctx); err != nil {
+		return Judgement{}, err
+	}
+	if err := rot.Rotate(ctx, deployment, name); err != nil {
+		return Judgement{}, err
+	}
+	r.renderMu.Lock()
+	r.cacheMu.Lock()
+	r.cache, r.order = map[string]*Rendered{}, nil
+	r.cacheMu.Unlock()
+	r.renderMu.Unlock()
+	rev, _, err := r.cfg.Source.Check(ctx)
+	if err != nil {
+		return Judgement{}, fmt.Errorf("check source: %w", err)
+	}
+	return r.judge(ctx, rev, true)
 }
 
 // init loads the last accepted revision: its policies judge, its render is "previous".
@@ -366,16 +419,17 @@ func deploymentDirs(fsys fs.FS) []string {
 	return out
 }
 
-// judge renders, judges and persists one revision. The caller holds r.mu.
-func (r *Reconciler) judge(ctx context.Context, rev source.Revision) (Judgement, error) {
+// judge renders, judges and persists one revision; force judges one already judged (after
+// a variable's rotation). The caller holds r.mu.
+func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool) (Judgement, error) {
 	j := Judgement{Revision: rev.SHA}
-	if rev.SHA == "" || rev.SHA == r.last {
+	if rev.SHA == "" || rev.SHA == r.last && !force {
 		return j, nil
 	}
-	if _, err := r.cfg.Store.Revision(ctx, rev.SHA); err == nil {
+	if _, err := r.cfg.Store.Revision(ctx, rev.SHA); err == nil && !force {
 		r.last = rev.SHA
 		return j, nil
-	} else if !errors.Is(err, state.ErrNotFound) {
+	} else if err != nil && !errors.Is(err, state.ErrNotFound) {
 		return j, err
 	}
 	log := r.log.With("sha", rev.Short())
@@ -418,6 +472,36 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision) (Judgement,
 			changed = append(changed, name)
 		}
 	}
+	// A change that cannot be planned (no free address for a new instance, an AZ with no
+	// subnet) fails now, with nothing enqueued, rather than in its task.
+	var planProblems []string
+	for _, name := range changed {
+		d := rd.Deployments[name]
+		obs, err := r.observed(ctx, d, name)
+		if err != nil {
+			return j, err
+		}
+		if _, err := plan.Compute(d.Desired, obs, plan.Options{NewID: r.cfg.NewID}); err != nil {
+			planProblems = append(planProblems, fmt.Sprintf("%s: cannot be planned: %v", d.File, err))
+		}
+	}
+	if len(planProblems) > 0 {
+		rerr = &RenderError{Problems: planProblems}
+		srev.Verdict = state.RevisionFailed
+		j.Verdict, j.Problems = state.RevisionFailed, planProblems
+		if _, err := r.cfg.Store.Judge(ctx, state.Judgement{Revision: srev, Verdict: state.Verdict{Error: rerr.Error()}}); err != nil {
+			return j, err
+		}
+		r.last = rev.SHA
+		log.Warn("revision cannot be planned; nothing is touched", "err", rerr)
+		r.writeAll(ctx, concerned(planProblems, changed, nil), status.Outcome{
+			SourceCommit: rev.SHA, Result: status.Failed, StartedAt: started, FinishedAt: r.cfg.Now(),
+			Summary: "cannot plan " + rev.Short(),
+			Error:   &status.Failure{Message: "the revision cannot be planned, so nothing was touched:\n" + rerr.Error()},
+		})
+		return j, nil
+	}
+
 	var warnings []string
 	for _, name := range slices.Sorted(maps.Keys(digests)) {
 		if _, ok := rd.Deployments[name]; ok {
@@ -432,6 +516,9 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision) (Judgement,
 		default:
 			deleted = append(deleted, name)
 		}
+	}
+	if b := rd.Config.StatusBranch; b != "" && r.cfg.StatusBranch != "" && b != r.cfg.StatusBranch {
+		warnings = append(warnings, fmt.Sprintf("bosun.yml asks for status branch %s, but this director writes to %s (its --status-branch)", b, r.cfg.StatusBranch))
 	}
 	if len(rd.Deployments) == 0 && len(kept) > 0 {
 		warnings = append(warnings, "the repository has no deployments: an empty repository never deletes the fleet, so "+strings.Join(kept, ", ")+" stay")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"os"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -257,5 +258,49 @@ func TestBuildTaskResolvesLinks(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(files["client/config/peers"])); got != "port=8080 127.77.0.10 127.77.0.11" {
 		t.Errorf("peers = %q; want the web link's port and both addresses", got)
+	}
+}
+
+// The template's release is release/testdata/demo, whose job TestDemoReleaseServes
+// compiles, starts and asks over HTTP: keep the two copies the same.
+func TestTemplateReleaseIsTheTestedDemo(t *testing.T) {
+	tested := os.DirFS("../release/testdata/demo")
+	shipped, err := fs.Sub(repotemplate.FS(), "releases/demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := dirDigest(tested)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dirDigest(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Error("repo-template/releases/demo differs from release/testdata/demo; copy one over the other")
+	}
+}
+
+func TestSuspendedDeploymentIsJudgedButNotConverged(t *testing.T) {
+	rd, err := (&Renderer{}).Render(testCtx(t), "x", templateFS(t, map[string]string{
+		"bosun.yml": "deployment_order: [demo]\ndeployments:\n  demo:\n    suspended: true\n    drift: report\n    resurrection:\n      enabled: false\n      meltdown: 3\n",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rd.Config
+	if !c.Suspended("demo") || c.DriftMode("demo") != DriftReport || c.Protected("demo") {
+		t.Errorf("config = %+v", c)
+	}
+	res := c.EffectiveResurrection("demo")
+	if res.Enabled == nil || *res.Enabled || res.Raw["meltdown"] != 3 {
+		t.Errorf("resurrection = %+v", res)
+	}
+	if on := c.EffectiveResurrection("other").Enabled; on == nil || !*on {
+		t.Error("resurrection is not on by default")
+	}
+	if got := c.Order([]string{"b", "demo", "a"}); strings.Join(got, ",") != "demo,a,b" {
+		t.Errorf("order = %v", got)
 	}
 }

@@ -90,7 +90,16 @@ func setupReconciler(d *director) error {
 		}
 		d.mux.Handle("POST /hooks/git", watcher.WebhookHandler(string(trimSpace(secret))))
 	}
-	sw, err := status.Open(status.Config{Remote: remote, Branch: f.statusBranch, CacheDir: filepath.Join(d.dataDir, "status"), Logger: log})
+	// Free text in outcomes (errors, log tails) loses every variable value the reconciler
+	// rendered; rec is set below, before anything is written.
+	var rec *reconciler.Reconciler
+	redact := func(s string) string {
+		if rec == nil {
+			return s
+		}
+		return rec.Redact(s)
+	}
+	sw, err := status.Open(status.Config{Remote: remote, Branch: f.statusBranch, CacheDir: filepath.Join(d.dataDir, "status"), Logger: log, Redact: redact})
 	if err != nil {
 		return fmt.Errorf("reconciler: %w", err)
 	}
@@ -124,7 +133,7 @@ func setupReconciler(d *director) error {
 	}
 	cfg := reconciler.Config{
 		Source: src, Watcher: watcher, Store: d.store, Gate: policy.NewGate(nil, reconciler.PoliciesDir),
-		Converger: conv, Status: sw, Blobs: blobs, DriftInterval: f.drift, Logger: log, Suspensions: d.store,
+		Converger: conv, Status: sw, StatusBranch: sw.Branch(), Blobs: blobs, DriftInterval: f.drift, Logger: log, Suspensions: d.store,
 		Renderer: &reconciler.Renderer{Vars: vault, Releases: &reconciler.Releases{CacheDir: filepath.Join(d.dataDir, "cache")}},
 	}
 	if cloud != nil {
@@ -134,7 +143,24 @@ func setupReconciler(d *director) error {
 	if err != nil {
 		return err
 	}
-	for typ, h := range r.Handlers() {
+	rec = r
+	handlers := r.Handlers()
+	if rec, ok := conv.(recoverer); ok {
+		// Tasks wait until converge has settled what a killed director left half done.
+		ready := make(chan struct{})
+		d.addRole(&recoveryRole{rec: rec, ready: ready, log: log})
+		for typ, h := range handlers {
+			handlers[typ] = func(ctx context.Context, t state.Task, emit func(state.TaskEvent) error) (string, error) {
+				select {
+				case <-ready:
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+				return h(ctx, t, emit)
+			}
+		}
+	}
+	for typ, h := range handlers {
 		d.handleTask(typ, h)
 	}
 	d.addRole(r)
@@ -151,4 +177,35 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// recoverer is what converge.Executor offers besides running tasks: settle the unfinished
+// write-ahead intents of a director killed mid-task (adopt or delete what the cloud holds).
+type recoverer interface {
+	Recover(ctx context.Context) error
+}
+
+// recoveryRole runs converge's recovery once at start, then lets tasks run.
+type recoveryRole struct {
+	rec   recoverer
+	ready chan struct{}
+	log   interface {
+		Info(msg string, args ...any)
+	}
+}
+
+func (r *recoveryRole) Name() string { return "converge-recovery" }
+
+func (r *recoveryRole) Run(ctx context.Context) error {
+	start := time.Now()
+	if err := r.rec.Recover(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("recover unfinished cloud calls: %w", err)
+	}
+	r.log.Info("converge recovered unfinished cloud calls", "took", time.Since(start).Round(time.Millisecond))
+	close(r.ready)
+	<-ctx.Done()
+	return nil
 }
