@@ -299,7 +299,7 @@ func (m *Monitor) HandleHeartbeat(subject string, data []byte) {
 		return
 	}
 	var hb heartbeatWire
-	if err := json.Unmarshal(data, &hb); err != nil {
+	if err := decodeHeartbeat(data, &hb); err != nil {
 		m.bad(id, id, "malformed heartbeat: "+truncate(err.Error(), 200))
 		return
 	}
