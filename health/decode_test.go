@@ -38,3 +38,33 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeHeartbeat compares the monitor's decode with encoding/json's on a
+// stock agent's heartbeat, in one run.
+func BenchmarkDecodeHeartbeat(b *testing.B) {
+	msg := realisticHeartbeat(state.Instance{ID: "00000000-0000-4000-8000-000000000000", Deployment: "dep-000", Group: "web"})
+	b.Run("monitor", func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		cpu := startCPU()
+		for b.Loop() {
+			var hb heartbeatWire
+			if err := decodeHeartbeat(msg, &hb); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu.report(b, b.N)
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		cpu := startCPU()
+		for b.Loop() {
+			var hb heartbeatWire
+			if err := json.Unmarshal(msg, &hb); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu.report(b, b.N)
+	})
+}
