@@ -34,10 +34,6 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 	defer m.analyzeMu.Unlock()
 	var rep Report
 	now := m.cfg.Now()
-	inv, err := m.loadInventory(ctx, now)
-	if err != nil {
-		return rep, err
-	}
 	locks, err := m.inv.Locks(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("health analysis: %w", err)
@@ -45,6 +41,10 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 	locked := map[string]bool{}
 	for _, l := range locks {
 		locked[l.Deployment] = true
+	}
+	inv, err := m.loadInventory(ctx, now, locked)
+	if err != nil {
+		return rep, err
 	}
 	for d := range m.locked {
 		if !locked[d] {
@@ -193,7 +193,7 @@ func latest(ts ...time.Time) time.Time {
 // loadInventory reads every deployment's instances and publishes them to the heartbeat
 // handler. Instances first seen now get a full agent timeout before they can be
 // unresponsive; those of the first load count from when the monitor began listening.
-func (m *Monitor) loadInventory(ctx context.Context, now time.Time) (*inventory, error) {
+func (m *Monitor) loadInventory(ctx context.Context, now time.Time, locked map[string]bool) (*inventory, error) {
 	deps, err := m.inv.Deployments(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("health analysis: %w", err)
@@ -204,6 +204,7 @@ func (m *Monitor) loadInventory(ctx context.Context, now time.Time) (*inventory,
 		byAgent:     make(map[string]*expected, len(prev.byAgent)),
 		byInstance:  make(map[string]*expected, len(prev.byInstance)),
 		deployments: make(map[string][]*expected, len(deps)),
+		locked:      locked,
 		loadedAt:    now,
 	}
 	for _, d := range deps {

@@ -191,7 +191,10 @@ type inventory struct {
 	byInstance map[string]*expected
 	// deployments lists each deployment's instances that should have a VM.
 	deployments map[string][]*expected
-	loadedAt    time.Time
+	// locked deployments have a task changing their VMs: a new agent may speak for an
+	// instance before this snapshot knows it.
+	locked   map[string]bool
+	loadedAt time.Time
 }
 
 type expected struct {
@@ -306,7 +309,11 @@ func (m *Monitor) HandleHeartbeat(subject string, data []byte) {
 	if hb.NodeID != "" {
 		// An agent speaking for an instance another agent holds is either confused or
 		// lying; either way its word must not keep that instance "healthy".
-		if e, ok := m.invSnap.Load().byInstance[hb.NodeID]; ok && e.inst.AgentID != id {
+		inv := m.invSnap.Load()
+		if e, ok := inv.byInstance[hb.NodeID]; ok && e.inst.AgentID != "" && e.inst.AgentID != id {
+			if inv.locked[e.inst.Deployment] {
+				return // most likely the instance's new VM, which the next load will know
+			}
 			m.bad(id, id, "heartbeat claims instance "+e.name()+", which belongs to another agent")
 			return
 		}
