@@ -144,6 +144,7 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 			}
 			m.alert.resolve("timeout:" + inst.AgentID)
 			m.alert.resolve("norez:" + inst.ID)
+			delete(m.retry, inst.ID)
 			if h.jobState == jobFailing && !h.last.IsZero() {
 				rep.Failing = append(rep.Failing, e.name())
 				m.alert.send(Alert{
@@ -164,6 +165,11 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 			rep.Meltdown = append(rep.Meltdown, dep)
 		}
 		rep.Enqueued = append(rep.Enqueued, ids...)
+	}
+	for id := range m.retry {
+		if _, ok := inv.byInstance[id]; !ok {
+			delete(m.retry, id)
+		}
 	}
 	// Forget the windows of deployments that are gone.
 	for dep := range m.down {
@@ -310,7 +316,10 @@ func (m *Monitor) resurrect(ctx context.Context, dep string, all []*expected, do
 			}
 		}
 	}
-	cands = slices.DeleteFunc(cands, func(d down) bool { return queued[d.e.inst.ID] })
+	cands = slices.DeleteFunc(cands, func(d down) bool {
+		r := m.retry[d.e.inst.ID]
+		return queued[d.e.inst.ID] || r != nil && now.Before(r.next)
+	})
 	if len(cands) == 0 {
 		return nil, false, nil
 	}
@@ -333,6 +342,18 @@ func (m *Monitor) resurrect(ctx context.Context, dep string, all []*expected, do
 		return nil, false, fmt.Errorf("resurrect in %s: %w", dep, err)
 	}
 	m.enqueued.Add(1)
+	for _, d := range cands {
+		// The next try of the same instance waits 1, 2, 4… agent timeouts (at most the
+		// meltdown window) after this one.
+		r := m.retry[d.e.inst.ID]
+		if r == nil {
+			r = &retryState{}
+			m.retry[d.e.inst.ID] = r
+		}
+		wait := m.cfg.AgentTimeout << min(r.attempts, 16)
+		r.attempts++
+		r.next = now.Add(min(wait, max(m.cfg.Meltdown.Window, m.cfg.AgentTimeout)))
+	}
 	m.log.Info("resurrection queued", "deployment", dep, "task", t.ID, "instances", names)
 	m.alert.send(Alert{
 		Severity: SeverityWarning, Category: CategoryDeploymentHealth, Deployment: dep,

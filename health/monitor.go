@@ -147,8 +147,16 @@ type Monitor struct {
 	unlockedAt map[string]time.Time
 	locked     map[string]bool
 	rogue      map[string]bool // agent ids reported rogue
+	// retry spaces out repeated resurrections of an instance that stays down (a failing
+	// recreate must not become a loop): instance id → attempts and when the next may go.
+	retry map[string]*retryState
 
 	heartbeats, dropped, agentAlerts, enqueued, meltdowns atomic.Int64
+}
+
+type retryState struct {
+	attempts int
+	next     time.Time
 }
 
 // agentState is all the monitor keeps per agent, kept small: 10,000 agents fit easily.
@@ -222,6 +230,7 @@ func New(cfg Config, inv Inventory, q Queue, log *slog.Logger) (*Monitor, error)
 		unlockedAt: map[string]time.Time{},
 		locked:     map[string]bool{},
 		rogue:      map[string]bool{},
+		retry:      map[string]*retryState{},
 	}
 	m.alert = newDispatcher(cfg.Plugins, cfg.DedupWindow, cfg.Now, log)
 	m.since.Store(cfg.Now().UnixNano())
