@@ -403,3 +403,16 @@ func TestFailingResurrectionsAreSpacedOut(t *testing.T) {
 		t.Errorf("after recovering and dying again: %+v, want a resurrection at once", rep)
 	}
 }
+
+func TestStandbyForgetsAgentsLongGone(t *testing.T) {
+	e := newEnv(t, Config{AgentTimeout: time.Minute})
+	old, fresh := e.agent("old"), e.agent("fresh")
+	e.heartbeatSeen(old, state.Instance{}, protocol.JobRunning)
+	e.clock.Advance(90 * time.Second)
+	e.heartbeatSeen(fresh, state.Instance{}, protocol.JobRunning)
+	e.clock.Advance(31 * time.Second)
+	e.m.prune()
+	if st := e.m.Stats(); st.Agents != 1 || e.m.LastHeartbeat("fresh").IsZero() {
+		t.Errorf("after prune: %+v", st)
+	}
+}
