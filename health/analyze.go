@@ -178,6 +178,11 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 			m.alert.resolve("meltdown:" + dep)
 		}
 	}
+	for dep := range m.unlockedAt {
+		if _, ok := inv.deployments[dep]; !ok && !locked[dep] {
+			delete(m.unlockedAt, dep)
+		}
+	}
 	return rep, errors.Join(errs...)
 }
 
