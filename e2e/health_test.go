@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Two directors against one Postgres: exactly one health monitor is active, and killing
@@ -54,4 +57,42 @@ func TestHealthMonitorFailsOverBetweenDirectors(t *testing.T) {
 	a.wait(t)
 	waitUntil("the second director's monitor to take over", 60*time.Second, func() bool { return active(b) == 1 })
 	t.Logf("failover took %s", time.Since(killed).Round(time.Millisecond))
+}
+
+// A director whose expected agent never heartbeats: the monitor alerts (visible in the
+// events table `bosun events` reads) and queues one resurrect task.
+func TestHealthMonitorQueuesResurrectionForASilentAgent(t *testing.T) {
+	base := reachableTempDir(t)
+	data := filepath.Join(base, "data")
+	d := startDirector(t, "--dev", "--data-dir", data, "--listen", directorFreePort(t), "--nats-listen", directorFreePort(t),
+		"--agent-timeout", "1s", "--health-interval", "200ms", "--meltdown-window", "1m", "--log-format", "json")
+	d.healthy(t)
+	_, port := postmaster(t, data)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgSocketURL(data, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `INSERT INTO deployments (name) VALUES ('web');
+		INSERT INTO instances (deployment, grp, idx, vm_cid, agent_id) VALUES ('web', 'web', 0, 'vm-1', 'agent-1')`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		var tasks, alerts int
+		err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM tasks WHERE type = 'resurrect' AND deployment = 'web' AND username = 'health_monitor'),
+			(SELECT count(*) FROM events WHERE action = 'alert' AND deployment = 'web' AND object_name LIKE '%has timed out')`).Scan(&tasks, &alerts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tasks >= 1 && alerts == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 90 s: %d resurrect tasks, %d timed-out alerts; director output:\n%s", tasks, alerts, d.stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

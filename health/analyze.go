@@ -34,10 +34,6 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 	defer m.analyzeMu.Unlock()
 	var rep Report
 	now := m.cfg.Now()
-	inv, err := m.loadInventory(ctx, now)
-	if err != nil {
-		return rep, err
-	}
 	locks, err := m.inv.Locks(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("health analysis: %w", err)
@@ -45,6 +41,10 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 	locked := map[string]bool{}
 	for _, l := range locks {
 		locked[l.Deployment] = true
+	}
+	inv, err := m.loadInventory(ctx, now, locked)
+	if err != nil {
+		return rep, err
 	}
 	for d := range m.locked {
 		if !locked[d] {
@@ -144,6 +144,7 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 			}
 			m.alert.resolve("timeout:" + inst.AgentID)
 			m.alert.resolve("norez:" + inst.ID)
+			delete(m.retry, inst.ID)
 			if h.jobState == jobFailing && !h.last.IsZero() {
 				rep.Failing = append(rep.Failing, e.name())
 				m.alert.send(Alert{
@@ -165,11 +166,21 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 		}
 		rep.Enqueued = append(rep.Enqueued, ids...)
 	}
+	for id := range m.retry {
+		if _, ok := inv.byInstance[id]; !ok {
+			delete(m.retry, id)
+		}
+	}
 	// Forget the windows of deployments that are gone.
 	for dep := range m.down {
 		if _, ok := inv.deployments[dep]; !ok {
 			delete(m.down, dep)
 			m.alert.resolve("meltdown:" + dep)
+		}
+	}
+	for dep := range m.unlockedAt {
+		if _, ok := inv.deployments[dep]; !ok && !locked[dep] {
+			delete(m.unlockedAt, dep)
 		}
 	}
 	return rep, errors.Join(errs...)
@@ -193,7 +204,7 @@ func latest(ts ...time.Time) time.Time {
 // loadInventory reads every deployment's instances and publishes them to the heartbeat
 // handler. Instances first seen now get a full agent timeout before they can be
 // unresponsive; those of the first load count from when the monitor began listening.
-func (m *Monitor) loadInventory(ctx context.Context, now time.Time) (*inventory, error) {
+func (m *Monitor) loadInventory(ctx context.Context, now time.Time, locked map[string]bool) (*inventory, error) {
 	deps, err := m.inv.Deployments(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("health analysis: %w", err)
@@ -204,6 +215,7 @@ func (m *Monitor) loadInventory(ctx context.Context, now time.Time) (*inventory,
 		byAgent:     make(map[string]*expected, len(prev.byAgent)),
 		byInstance:  make(map[string]*expected, len(prev.byInstance)),
 		deployments: make(map[string][]*expected, len(deps)),
+		locked:      locked,
 		loadedAt:    now,
 	}
 	for _, d := range deps {
@@ -309,7 +321,10 @@ func (m *Monitor) resurrect(ctx context.Context, dep string, all []*expected, do
 			}
 		}
 	}
-	cands = slices.DeleteFunc(cands, func(d down) bool { return queued[d.e.inst.ID] })
+	cands = slices.DeleteFunc(cands, func(d down) bool {
+		r := m.retry[d.e.inst.ID]
+		return queued[d.e.inst.ID] || r != nil && now.Before(r.next)
+	})
 	if len(cands) == 0 {
 		return nil, false, nil
 	}
@@ -332,6 +347,18 @@ func (m *Monitor) resurrect(ctx context.Context, dep string, all []*expected, do
 		return nil, false, fmt.Errorf("resurrect in %s: %w", dep, err)
 	}
 	m.enqueued.Add(1)
+	for _, d := range cands {
+		// The next try of the same instance waits 1, 2, 4… agent timeouts (at most the
+		// meltdown window) after this one.
+		r := m.retry[d.e.inst.ID]
+		if r == nil {
+			r = &retryState{}
+			m.retry[d.e.inst.ID] = r
+		}
+		wait := m.cfg.AgentTimeout << min(r.attempts, 16)
+		r.attempts++
+		r.next = now.Add(min(wait, max(m.cfg.Meltdown.Window, m.cfg.AgentTimeout)))
+	}
 	m.log.Info("resurrection queued", "deployment", dep, "task", t.ID, "instances", names)
 	m.alert.send(Alert{
 		Severity: SeverityWarning, Category: CategoryDeploymentHealth, Deployment: dep,

@@ -147,8 +147,16 @@ type Monitor struct {
 	unlockedAt map[string]time.Time
 	locked     map[string]bool
 	rogue      map[string]bool // agent ids reported rogue
+	// retry spaces out repeated resurrections of an instance that stays down (a failing
+	// recreate must not become a loop): instance id → attempts and when the next may go.
+	retry map[string]*retryState
 
 	heartbeats, dropped, agentAlerts, enqueued, meltdowns atomic.Int64
+}
+
+type retryState struct {
+	attempts int
+	next     time.Time
 }
 
 // agentState is all the monitor keeps per agent, kept small: 10,000 agents fit easily.
@@ -191,7 +199,10 @@ type inventory struct {
 	byInstance map[string]*expected
 	// deployments lists each deployment's instances that should have a VM.
 	deployments map[string][]*expected
-	loadedAt    time.Time
+	// locked deployments have a task changing their VMs: a new agent may speak for an
+	// instance before this snapshot knows it.
+	locked   map[string]bool
+	loadedAt time.Time
 }
 
 type expected struct {
@@ -219,6 +230,7 @@ func New(cfg Config, inv Inventory, q Queue, log *slog.Logger) (*Monitor, error)
 		unlockedAt: map[string]time.Time{},
 		locked:     map[string]bool{},
 		rogue:      map[string]bool{},
+		retry:      map[string]*retryState{},
 	}
 	m.alert = newDispatcher(cfg.Plugins, cfg.DedupWindow, cfg.Now, log)
 	m.since.Store(cfg.Now().UnixNano())
@@ -299,14 +311,18 @@ func (m *Monitor) HandleHeartbeat(subject string, data []byte) {
 		return
 	}
 	var hb heartbeatWire
-	if err := json.Unmarshal(data, &hb); err != nil {
+	if err := decodeHeartbeat(data, &hb); err != nil {
 		m.bad(id, id, "malformed heartbeat: "+truncate(err.Error(), 200))
 		return
 	}
 	if hb.NodeID != "" {
 		// An agent speaking for an instance another agent holds is either confused or
 		// lying; either way its word must not keep that instance "healthy".
-		if e, ok := m.invSnap.Load().byInstance[hb.NodeID]; ok && e.inst.AgentID != id {
+		inv := m.invSnap.Load()
+		if e, ok := inv.byInstance[hb.NodeID]; ok && e.inst.AgentID != "" && e.inst.AgentID != id {
+			if inv.locked[e.inst.Deployment] {
+				return // most likely the instance's new VM, which the next load will know
+			}
 			m.bad(id, id, "heartbeat claims instance "+e.name()+", which belongs to another agent")
 			return
 		}

@@ -361,3 +361,58 @@ func TestAgentAlertsRelayedByTheActiveMonitorAndDeduplicated(t *testing.T) {
 		t.Errorf("relayed alert = %+v", got)
 	}
 }
+
+func TestFailingResurrectionsAreSpacedOut(t *testing.T) {
+	e := newEnv(t, Config{AgentTimeout: time.Minute})
+	insts := e.deploy("web", map[string]int{"web": 1})
+	e.analyze()
+	// Each resurrection fails (the worker claims and errors it) and the agent stays silent.
+	fail := func() {
+		t.Helper()
+		task, err := e.store.Claim(e.ctx, "w", nil)
+		if err != nil || task == nil {
+			t.Fatalf("claim: %v, %v", task, err)
+		}
+		if err := e.store.Finish(e.ctx, task.ID, "w", state.TaskError, "recreate failed"); err != nil {
+			t.Fatal(err)
+		}
+		e.analyze() // sees the deployment released
+	}
+	var enqueuedAt []time.Duration
+	start := e.clock.Now()
+	for range 40 { // ten minutes in 15 s steps
+		e.clock.Advance(15 * time.Second)
+		if rep := e.analyze(); len(rep.Enqueued) > 0 {
+			enqueuedAt = append(enqueuedAt, e.clock.Now().Sub(start))
+			fail()
+		}
+	}
+	// 1 min of silence (seen at the 75 s analysis), then each retry waits 1, 2, 4
+	// timeouts after the attempt before it. (The tasks ran between two analyses, so no
+	// lock was seen and no fresh timeout given.)
+	want := []time.Duration{75 * time.Second, 135 * time.Second, 255 * time.Second, 495 * time.Second}
+	if diff := cmp.Diff(want, enqueuedAt); diff != "" {
+		t.Errorf("resurrections at (-want +got):\n%s", diff)
+	}
+	// Back to health resets the spacing.
+	a := e.agent("web-web-0")
+	e.heartbeatSeen(a, insts["web-web-0"], protocol.JobRunning)
+	e.analyze()
+	e.clock.Advance(61 * time.Second)
+	if rep := e.analyze(); len(rep.Enqueued) != 1 {
+		t.Errorf("after recovering and dying again: %+v, want a resurrection at once", rep)
+	}
+}
+
+func TestStandbyForgetsAgentsLongGone(t *testing.T) {
+	e := newEnv(t, Config{AgentTimeout: time.Minute})
+	old, fresh := e.agent("old"), e.agent("fresh")
+	e.heartbeatSeen(old, state.Instance{}, protocol.JobRunning)
+	e.clock.Advance(90 * time.Second)
+	e.heartbeatSeen(fresh, state.Instance{}, protocol.JobRunning)
+	e.clock.Advance(31 * time.Second)
+	e.m.prune()
+	if st := e.m.Stats(); st.Agents != 1 || e.m.LastHeartbeat("fresh").IsZero() {
+		t.Errorf("after prune: %+v", st)
+	}
+}

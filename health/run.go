@@ -49,6 +49,7 @@ func (m *Monitor) Run(ctx context.Context, t protocol.Transport, el Elector) err
 			m.log.Warn("health monitor: could not compete for the active role", "err", err)
 		}
 		if lease == nil {
+			m.prune()
 			if !sleep(ctx, m.cfg.LeaseRetry) {
 				return nil
 			}
@@ -97,6 +98,20 @@ func (m *Monitor) lead(ctx context.Context, lease Lease) {
 			}
 		}
 	}
+}
+
+// prune forgets agents silent for two agent timeouts, so that a standby, which does not
+// analyse, does not keep every agent it ever heard (each recreated VM is a new one).
+func (m *Monitor) prune() {
+	cutoff := m.cfg.Now().Add(-2 * m.cfg.AgentTimeout).UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, st := range m.agents {
+		if st.last < cutoff {
+			delete(m.agents, id)
+		}
+	}
+	clear(m.badLogged)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -1,8 +1,16 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/bosun-gitops/bosun/cpi"
+	"github.com/bosun-gitops/bosun/cpi/cpitest"
+	hm "github.com/bosun-gitops/bosun/health"
 )
 
 func TestDirectorHealthFlags(t *testing.T) {
@@ -41,5 +49,57 @@ func TestHealthFlagsConfig(t *testing.T) {
 	}
 	if cfg.Meltdown.Percent != 0.5 || cfg.Meltdown.MinDown != 3 || cfg.AgentTimeout != 30e9 {
 		t.Errorf("config = %+v", cfg)
+	}
+}
+
+// cpiCloud answers the cloud check's questions from a real CPI implementation (the fake
+// CPI every CPI's conformance suite is modelled on).
+func TestCPICloudAdapter(t *testing.T) {
+	ctx := context.Background()
+	f := cpitest.NewFake("fake")
+	stem, err := f.CreateStemcell(ctx, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, _, err := f.CreateVM(ctx, cpi.VMSpec{AgentID: "a1", Stemcell: stem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, err := f.CreateDisk(ctx, 1024, nil, vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.AttachDisk(ctx, vm, disk); err != nil {
+		t.Fatal(err)
+	}
+	c := cpiCloud{lookup: func(name string) (cpi.CPI, error) {
+		if name != "fake" {
+			return nil, fmt.Errorf("no CPI %q", name)
+		}
+		return f, nil
+	}}
+	if ok, err := c.HasVM(ctx, "fake", string(vm)); !ok || err != nil {
+		t.Errorf("HasVM = %v, %v", ok, err)
+	}
+	if ok, err := c.HasVM(ctx, "fake", "vm-gone"); ok || err != nil {
+		t.Errorf("HasVM(gone) = %v, %v", ok, err)
+	}
+	if ok, err := c.HasDisk(ctx, "fake", string(disk)); !ok || err != nil {
+		t.Errorf("HasDisk = %v, %v", ok, err)
+	}
+	if got, err := c.AttachedDisks(ctx, "fake", string(vm)); err != nil || len(got) != 1 || got[0] != string(disk) {
+		t.Errorf("AttachedDisks = %v, %v", got, err)
+	}
+	if _, err := c.HasVM(ctx, "other", string(vm)); err == nil {
+		t.Error("unknown CPI answered")
+	}
+	// A CPI without get_disks: the scan skips the attachment check.
+	noLister := cpiCloud{lookup: func(string) (cpi.CPI, error) { return struct{ cpi.CPI }{f}, nil }}
+	if _, err := noLister.AttachedDisks(ctx, "", string(vm)); !errors.Is(err, hm.ErrUnsupported) {
+		t.Errorf("AttachedDisks without get_disks = %v, want ErrUnsupported", err)
+	}
+	d := &director{log: slog.New(slog.DiscardHandler)}
+	if s := d.cloudChecker(c.lookup); s.Agents != nil || s.Cloud == nil {
+		t.Errorf("scanner without a monitor = %+v", s)
 	}
 }
