@@ -60,6 +60,12 @@ type Counter interface {
 	RevisionCounts(ctx context.Context) (map[string]int, error)
 }
 
+// InstanceCounter is an optional part of a Store that GET /deployments uses, when
+// present, to count every deployment's instances in one query.
+type InstanceCounter interface {
+	InstanceCounts(ctx context.Context) (map[string]int, error)
+}
+
 // Pinger is an optional part of a Store that /healthz uses when present.
 type Pinger interface {
 	Ping(ctx context.Context) error
