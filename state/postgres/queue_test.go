@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +42,17 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"0001_init", "0002_task_notify"}, got); diff != "" {
+	// Every migration file, in order: listed from the directory so that each new
+	// migration does not have to edit this test.
+	files, err := filepath.Glob("migrations/*.sql")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("migration files: %v %v", files, err)
+	}
+	var want []string
+	for _, f := range files {
+		want = append(want, strings.TrimSuffix(filepath.Base(f), ".sql"))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 }
