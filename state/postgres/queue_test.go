@@ -42,11 +42,11 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every migration file, in order: listed from the directory so that each new
-	// migration does not have to edit this test.
+	// Every migration file, once each, in order (listed from the directory so that each
+	// new migration does not have to edit this test).
 	files, err := filepath.Glob("migrations/*.sql")
 	if err != nil || len(files) < 2 {
-		t.Fatalf("migration files: %v %v", files, err)
+		t.Fatalf("migration files: %v, %v", files, err)
 	}
 	var want []string
 	for _, f := range files {
