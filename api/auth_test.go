@@ -183,3 +183,29 @@ func TestConfigValidation(t *testing.T) {
 		})
 	}
 }
+
+// FuzzAuthenticate: any Authorization header gets a principal or a 401, never a panic,
+// and only the exact admin token gets alice.
+func FuzzAuthenticate(f *testing.F) {
+	for _, s := range []string{"", "Bearer", "Bearer ", "bearer " + adminToken, "Bearer " + adminToken + " ", "Basic x", "Bearer \x00", "Bearer " + expiredToken} {
+		f.Add(s)
+	}
+	a, err := api.NewAuth(testConfig())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		r, _ := http.NewRequest("GET", "/", nil)
+		r.Header["Authorization"] = []string{h}
+		p, err := a.Authenticate(r)
+		if (p == nil) == (err == nil) {
+			t.Fatalf("principal %v and error %v", p, err)
+		}
+		if p != nil && p.Name == "alice" {
+			_, tok, _ := strings.Cut(h, " ")
+			if strings.TrimSpace(tok) != adminToken {
+				t.Fatalf("header %q authenticated as alice", h)
+			}
+		}
+	})
+}

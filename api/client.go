@@ -220,7 +220,11 @@ func (c *Client) CancelTask(ctx context.Context, id int64) (state.Task, error) {
 // A dropped connection while following is picked up again from the last event seen.
 func (c *Client) TaskOutput(ctx context.Context, id, after int64, follow bool, fn func(OutputLine) error) error {
 	for attempt := 0; ; attempt++ {
+		before := after
 		ended, err := c.taskOutputOnce(ctx, id, &after, follow, fn)
+		if after != before {
+			attempt = 0 // a stream that made progress is not a failing one
+		}
 		var cbErr callbackError
 		var apiErr *Error
 		switch {
@@ -265,6 +269,9 @@ func (c *Client) taskOutputOnce(ctx context.Context, id int64, after *int64, fol
 		var l OutputLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return false, fmt.Errorf("task %d output: unreadable line: %w", id, err)
+		}
+		if l.Event == nil && l.Task == nil {
+			continue // the server's keep-alive
 		}
 		if l.Event != nil {
 			*after = l.Event.Seq

@@ -44,7 +44,9 @@ type manifestSummary struct {
 	} `yaml:"stemcells"`
 }
 
-func (s *Server) deploymentView(ctx context.Context, d state.Deployment, susp map[string]state.Suspension) (Deployment, error) {
+// deploymentView summarises d; counts, when not nil, holds every deployment's instance
+// count, else d's instances are counted here.
+func (s *Server) deploymentView(ctx context.Context, d state.Deployment, susp map[string]state.Suspension, counts map[string]int) (Deployment, error) {
 	v := Deployment{Name: d.Name, Revision: d.Revision, Teams: s.o.Auth.TeamsOf(d.Name), CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
 	var m manifestSummary
 	// The manifest is summarised, never returned: it may hold credentials.
@@ -62,6 +64,10 @@ func (s *Server) deploymentView(ctx context.Context, d state.Deployment, susp ma
 	}
 	if su, ok := susp[d.Name]; ok {
 		v.Suspended = &su
+	}
+	if counts != nil {
+		v.Instances = counts[d.Name]
+		return v, nil
 	}
 	is, err := s.o.Store.Instances(ctx, d.Name)
 	if err != nil {
@@ -92,12 +98,18 @@ func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request, p *Prin
 	if err != nil {
 		return nil, err
 	}
+	var counts map[string]int
+	if c, ok := s.o.Store.(InstanceCounter); ok {
+		if counts, err = c.InstanceCounts(r.Context()); err != nil {
+			return nil, err
+		}
+	}
 	out := []Deployment{}
 	for _, d := range ds {
 		if !s.o.Auth.CanRead(p, d.Name) {
 			continue
 		}
-		v, err := s.deploymentView(r.Context(), d, susp)
+		v, err := s.deploymentView(r.Context(), d, susp, counts)
 		if err != nil {
 			return nil, err
 		}
@@ -115,7 +127,7 @@ func (s *Server) getDeployment(w http.ResponseWriter, r *http.Request, p *Princi
 	if err != nil {
 		return nil, err
 	}
-	return s.deploymentView(r.Context(), d, susp)
+	return s.deploymentView(r.Context(), d, susp, nil)
 }
 
 func instanceName(i state.Instance) string { return i.Group + "/" + strconv.Itoa(i.Index) }

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bosun-gitops/bosun/api"
 	"github.com/bosun-gitops/bosun/state"
@@ -491,5 +493,57 @@ func TestStopStreamsEndsFollowers(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the follower's stream stayed open after StopStreams")
+	}
+}
+
+func TestFollowKeepAliveAndResume(t *testing.T) {
+	e := newEnv(t, api.Options{KeepAlive: 30 * time.Millisecond})
+	seed(t, e.store)
+	ctx := ctxFor(t)
+	task, _ := e.store.Enqueue(ctx, state.Task{Type: state.TaskDeploy, Deployment: "web"})
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/tasks/%d/output?follow=1", e.server.URL, task.ID), nil)
+	req.Header.Set("Authorization", "Bearer "+readToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	resp.Body.Close()
+	if err != nil || line != "{}\n" {
+		t.Errorf("first line of a quiet stream = %q, %v; want a keep-alive", line, err)
+	}
+
+	// The client skips keep-alives and resumes after the last event it saw when the
+	// stream breaks off (here: the server stops streams once, mid-task).
+	if _, err := e.store.Claim(ctx, "w", nil); err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	got := make(chan struct{}, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- e.client(t, readToken).TaskOutput(ctx, task.ID, 0, true, func(l api.OutputLine) error {
+			if l.Event == nil && l.Task == nil {
+				return errors.New("keep-alive passed on")
+			}
+			if l.Event != nil {
+				seqs = append(seqs, l.Event.Seq)
+			}
+			got <- struct{}{}
+			return nil
+		})
+	}()
+	_, _ = e.store.AddTaskEvent(ctx, state.TaskEvent{TaskID: task.ID, Stage: "s", State: "started"})
+	<-got
+	e.api.StopStreams()
+	_, _ = e.store.AddTaskEvent(ctx, state.TaskEvent{TaskID: task.ID, Stage: "s", State: "finished"})
+	if err := e.store.Finish(ctx, task.ID, "w", state.TaskDone, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int64{1, 2}, seqs); diff != "" {
+		t.Errorf("events seen (-want +got):\n%s", diff)
 	}
 }

@@ -35,6 +35,9 @@ type Options struct {
 	Metrics []func(ctx context.Context, m *MetricsWriter)
 	// FollowPoll is how often a followed task's events are read (default 250 ms).
 	FollowPoll time.Duration
+	// KeepAlive is how long a followed stream may stay silent before the server sends
+	// an empty line (default 20 s).
+	KeepAlive time.Duration
 	// ProbeTimeout bounds one agent's get_state (default 10 s); ProbeParallel is how many
 	// agents are asked at once (default 32).
 	ProbeTimeout  time.Duration
@@ -68,6 +71,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.FollowPoll <= 0 {
 		o.FollowPoll = 250 * time.Millisecond
+	}
+	if o.KeepAlive <= 0 {
+		o.KeepAlive = 20 * time.Second
 	}
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = 10 * time.Second

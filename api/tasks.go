@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -148,7 +149,7 @@ func (s *Server) taskOutput(w http.ResponseWriter, r *http.Request, p *Principal
 		}
 	}
 	flush()
-	poll := s.o.FollowPoll
+	poll, quiet := s.o.FollowPoll, time.Duration(0)
 	for {
 		// The task is read before its events: events are written before a task ends, so
 		// once a final state is seen, the events read after it are all there will be.
@@ -174,9 +175,20 @@ func (s *Server) taskOutput(w http.ResponseWriter, r *http.Request, p *Principal
 		}
 		if len(evs) > 0 {
 			flush()
-			poll = s.o.FollowPoll
-		} else if poll < 4*s.o.FollowPoll {
-			poll += s.o.FollowPoll / 2 // a quiet task is read less often
+			poll, quiet = s.o.FollowPoll, 0
+		} else {
+			if poll < 4*s.o.FollowPoll {
+				poll += s.o.FollowPoll / 2 // a quiet task is read less often
+			}
+			// An empty line now and then keeps proxies from closing a quiet stream and
+			// tells a client gone away from one still reading.
+			if quiet += poll; quiet >= s.o.KeepAlive {
+				if _, err := io.WriteString(w, "{}\n"); err != nil {
+					return nil, nil
+				}
+				flush()
+				quiet = 0
+			}
 		}
 		select {
 		case <-ctx.Done():

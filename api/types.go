@@ -60,6 +60,12 @@ type Counter interface {
 	RevisionCounts(ctx context.Context) (map[string]int, error)
 }
 
+// InstanceCounter is an optional part of a Store that GET /deployments uses, when
+// present, to count every deployment's instances in one query.
+type InstanceCounter interface {
+	InstanceCounts(ctx context.Context) (map[string]int, error)
+}
+
 // Pinger is an optional part of a Store that /healthz uses when present.
 type Pinger interface {
 	Ping(ctx context.Context) error
@@ -83,8 +89,7 @@ type LogFetcher interface {
 }
 
 // CloudChecker scans a deployment for problems (bosh cck): VMs missing or unresponsive,
-// disks not attached, and so on. The health monitor's Scan satisfies it through an
-// adapter in cmd/bosun.
+// disks not attached, and so on. The health monitor's Scan satisfies it.
 type CloudChecker interface {
 	Scan(ctx context.Context, deployment string) ([]Problem, error)
 }
@@ -179,26 +184,13 @@ type Disk struct {
 	Instance string `json:"instance,omitempty"` // group/index
 }
 
-// Problem is one thing cck found wrong, with the ways BOSH would resolve it.
-type Problem struct {
-	ID          int      `json:"id"`
-	Type        string   `json:"type"` // missing_vm, unresponsive_agent, mount_info_mismatch, …
-	Instance    string   `json:"instance,omitempty"`
-	Description string   `json:"description"`
-	Resolutions []string `json:"resolutions,omitempty"`
-}
+// Problem is one thing cck found wrong; it is state's so that the health monitor can
+// return it without importing this package.
+type Problem = state.Problem
 
-// Source is one tracked repository branch.
-type Source struct {
-	Name        string    `json:"name"`
-	Repository  string    `json:"repository"` // credentials removed
-	Branch      string    `json:"branch"`
-	LastSeen    string    `json:"last_seen,omitempty"`    // newest commit fetched
-	LastApplied string    `json:"last_applied,omitempty"` // newest commit accepted and converged
-	LastPoll    time.Time `json:"last_poll,omitzero"`
-	NextPoll    time.Time `json:"next_poll,omitzero"`
-	Error       string    `json:"error,omitempty"`
-}
+// Source is one tracked repository branch; it is state's so that the reconciler can
+// return it without importing this package.
+type Source = state.Source
 
 // ActionRequest is POST /deployments/{name}/actions: an operator's recreate, restart,
 // stop or start of a whole deployment, an instance group, or one instance.

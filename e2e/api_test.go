@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -215,4 +216,40 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+func TestDirectorBadAPIConfig(t *testing.T) {
+	base := reachableTempDir(t)
+	bad := filepath.Join(base, "bad.yml")
+	if err := os.WriteFile(bad, []byte("tokens:\n- {name: ci, hash: bosun_plaintext, scopes: [bosun.admin]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noCert := filepath.Join(base, "nocert.yml")
+	if err := os.WriteFile(noCert, []byte("tls: {cert: "+filepath.Join(base, "missing.pem")+", key: "+filepath.Join(base, "missing.key")+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, file, want string
+	}{
+		{"missing file", filepath.Join(base, "nope.yml"), "API config: open " + filepath.Join(base, "nope.yml") + ": no such file or directory"},
+		{"plaintext token", bad, "tokens[0] (ci): hash must be sha256:<64 hex digits>, as `bosun new-token` prints it"},
+		{"missing certificate", noCert, "API TLS certificate " + filepath.Join(base, "missing.pem")},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := filepath.Join(base, strconv.Itoa(i))
+			d := startDirectorEnv(t, nil, "--dev", "--listen", directorFreePort(t), "--nats-listen", directorFreePort(t), "--data-dir", data, "--api-config", tt.file)
+			code := d.wait(t)
+			out := strings.TrimSpace(d.stderr.String())
+			if code != 1 || !strings.Contains(out, tt.want) || strings.Count(out, "\n") > 0 {
+				t.Errorf("exit %d, output %q; want one line containing %q", code, out, tt.want)
+			}
+			if strings.Contains(out, "bosun_plaintext") {
+				t.Errorf("the token was printed: %s", out)
+			}
+			if _, err := os.Stat(filepath.Join(data, "postgres")); err == nil {
+				t.Error("Postgres was started before the config was checked")
+			}
+		})
+	}
 }

@@ -35,3 +35,24 @@ type Suspension struct {
 	Reason     string    `json:"reason,omitempty"`
 	Since      time.Time `json:"since"`
 }
+
+// Problem is one thing cck found wrong, with the ways BOSH would resolve it.
+type Problem struct {
+	ID          int      `json:"id"`   // numbered by the API, 1 up
+	Type        string   `json:"type"` // missing_vm, unresponsive_agent, mount_info_mismatch, …
+	Instance    string   `json:"instance,omitempty"`
+	Description string   `json:"description"`
+	Resolutions []string `json:"resolutions,omitempty"`
+}
+
+// Source is one tracked repository branch.
+type Source struct {
+	Name        string    `json:"name"`
+	Repository  string    `json:"repository"` // credentials removed
+	Branch      string    `json:"branch"`
+	LastSeen    string    `json:"last_seen,omitempty"`    // newest commit fetched
+	LastApplied string    `json:"last_applied,omitempty"` // newest commit accepted and converged
+	LastPoll    time.Time `json:"last_poll,omitzero"`
+	NextPoll    time.Time `json:"next_poll,omitzero"`
+	Error       string    `json:"error,omitempty"`
+}

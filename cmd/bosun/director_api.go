@@ -104,6 +104,20 @@ func setupAPI(ctx context.Context, d *director, f directorFlags, addr net.Addr) 
 	return nil
 }
 
+// checkAPIConfig loads --api-config and its certificate before anything starts, so that
+// a mistake in it fails the director at once.
+func checkAPIConfig(f directorFlags) error {
+	if f.apiConfig == "" {
+		return nil
+	}
+	cfg, err := api.LoadConfig(f.apiConfig)
+	if err != nil {
+		return err
+	}
+	_, err = cfg.ServerTLS()
+	return err
+}
+
 // dialable turns a listen address into one a client on this machine can dial.
 func dialable(addr net.Addr) string {
 	host, port, err := net.SplitHostPort(addr.String())

@@ -478,3 +478,42 @@ func TestLogsUnpack(t *testing.T) {
 		t.Error("a tarball entry escaped")
 	}
 }
+
+// FuzzUntarGz: whatever a log tarball holds, nothing is written outside its directory.
+func FuzzUntarGz(f *testing.F) {
+	mk := func(names ...string) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		tw := tar.NewWriter(zw)
+		for _, n := range names {
+			_ = tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+			_, _ = tw.Write([]byte("x"))
+		}
+		_ = tw.WriteHeader(&tar.Header{Name: "link", Linkname: "/etc/passwd", Typeflag: tar.TypeSymlink})
+		tw.Close()
+		zw.Close()
+		return buf.Bytes()
+	}
+	f.Add(mk("a/b.log", "c.log"))
+	f.Add(mk("../up.log"))
+	f.Add(mk("/abs.log"))
+	f.Add(mk("a/../../b.log"))
+	f.Add([]byte("not gzip"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		base := t.TempDir()
+		dir := filepath.Join(base, "logs")
+		_, _ = untarGz(bytes.NewReader(data), dir)
+		entries, _ := os.ReadDir(base)
+		for _, e := range entries {
+			if e.Name() != "logs" {
+				t.Fatalf("%s written beside the log directory", e.Name())
+			}
+		}
+		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if d != nil && d.Type()&os.ModeSymlink != 0 {
+				t.Fatalf("symlink %s made", p)
+			}
+			return nil
+		})
+	})
+}

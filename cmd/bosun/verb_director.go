@@ -112,6 +112,9 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	if err := checkRepo(f.repo); err != nil {
 		return usageError("%v", err)
 	}
+	if err := checkAPIConfig(f); err != nil {
+		return err
+	}
 	err = startDirector(ctx, f, log)
 	if err != nil && ctx.Err() != nil {
 		// A signal during startup is a stop, not a failure: everything started is undone.

@@ -108,3 +108,9 @@ func (s *Store) counts(ctx context.Context, op, query string) (map[string]int, e
 	}
 	return out, nil
 }
+
+// InstanceCounts counts instances per deployment in one query, for listings of many
+// deployments.
+func (s *Store) InstanceCounts(ctx context.Context) (map[string]int, error) {
+	return s.counts(ctx, "count instances", "SELECT deployment, count(*) FROM instances GROUP BY deployment")
+}
