@@ -32,7 +32,7 @@ func TestCPIServeAlicloud(t *testing.T) {
 		inStderr string
 	}{
 		{args: []string{"cpi", "serve", "alicloud", "--config", good}, stdin: `{"method":"info","arguments":[],"context":{}}`,
-			inStdout: `{"result":{"api_version":2,"stemcell_formats":["alicloud-raw","alicloud-light","general-tar"]},"error":null`},
+			inStdout: `{"result":{"api_version":2,"stemcell_formats":["alicloud-light","alicloud-raw"]},"error":null`},
 		{args: []string{"cpi", "serve", "alicloud", "--config", good}, stdin: `{"method":"has_vm","arguments":["i-nope"],"context":{}}`, inStdout: `"result":false`},
 		{args: []string{"cpi", "serve", "alicloud", "--config", good}, stdin: `{"method":"create_disk","arguments":[1024,{"category":"cloud_nvme"},null],"context":{}}`,
 			inStdout: `no zone: give a VM or set availability_zone`},
