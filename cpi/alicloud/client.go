@@ -99,7 +99,7 @@ func (c *CPI) Name() string { return c.cfg.Name }
 
 // Info implements cpi.CPI.
 func (c *CPI) Info(ctx context.Context) (cpi.Info, error) {
-	return cpi.Info{APIVersion: cpi.APIVersion, StemcellFormats: []string{"alicloud-raw", "alicloud-light", "general-tar"}}, nil
+	return cpi.Info{APIVersion: cpi.APIVersion, StemcellFormats: []string{"alicloud-light", "alicloud-raw"}}, nil
 }
 
 // ctxTransport binds the SDK's requests to the caller's context: the V1 SDK takes
