@@ -96,6 +96,7 @@ func BenchmarkInterpolate(b *testing.B) {
 	static := benchVars()
 	defer b.ReportMetric(float64(strings.Count(doc, "\n")), "lines")
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		n, err := Parse("m.yml", []byte(doc))
 		if err != nil {
@@ -165,6 +166,7 @@ func BenchmarkVarsStoreComplete(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		store, err := OpenStore(path)
 		if err != nil {
