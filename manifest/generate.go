@@ -195,7 +195,7 @@ func generateCert(def VarDef, s *Store, mapOf func(...string) *Node) (*Node, err
 		}
 		caCertPEM, _ := caVal.Get("certificate").scalarString()
 		caKeyPEM, _ := caVal.Get("private_key").scalarString()
-		if parent, signer, err = parseCA(caCertPEM, caKeyPEM); err != nil {
+		if parent, signer, err = s.signingCA(caCertPEM, caKeyPEM); err != nil {
 			return nil, fmt.Errorf("reading signing CA %q: %w", caName, err)
 		}
 		caPEM = caCertPEM

@@ -65,7 +65,7 @@ func Interpolate(doc *Node, static StaticVars, store *Store, opts InterpolateOpt
 	t := &tracker{static: static, store: store, missing: map[string]bool{}, found: map[string]bool{}, used: map[string]bool{}, visited: map[string]bool{}}
 	t.defs = extractDefs(doc)
 	if store != nil {
-		store.prepare(t.defs, static)
+		defer store.prepare(t.defs, static)()
 	}
 	for _, d := range t.defs {
 		if d.Type != "" {

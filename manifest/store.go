@@ -3,6 +3,7 @@ package manifest
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,8 +22,15 @@ type Store struct {
 	changed bool
 
 	static   StaticVars                      // consulted first for signing CAs, as for everything
-	keys     map[string]chan *rsa.PrivateKey // pre-generated keys, by variable name
+	keys     map[string]chan *rsa.PrivateKey // keys being pre-generated, by variable name
+	stopped  chan struct{}                   // closed when the interpolation that asked for keys ends
+	cas      map[[2]string]signingCA         // signing CAs parsed, by certificate and key PEM
 	generate func(def VarDef, s *Store) (*Node, error)
+}
+
+type signingCA struct {
+	cert *x509.Certificate
+	key  *rsa.PrivateKey
 }
 
 // OpenStore reads path; a missing file is an empty store.
@@ -73,15 +81,21 @@ func (s *Store) Get(def VarDef) (*Node, bool, error) {
 }
 
 // prepare starts generating, on every CPU, the RSA keys of declared variables that
-// neither the store nor static sources hold: key generation is nearly all the cost.
-func (s *Store) prepare(defs []VarDef, static StaticVars) {
+// neither the store nor static sources hold: key generation is nearly all the cost. Keys
+// are handed out by name, so the order in which they finish does not matter, and they
+// are dispatched in declaration order, the order in which generation asks for them.
+// The returned func stops dispatching (an interpolation that failed needs no more keys);
+// keys already being generated are dropped.
+func (s *Store) prepare(defs []VarDef, static StaticVars) (stop func()) {
 	s.static = static
 	var names []string
 	var bits []int
+	seen := map[string]bool{}
 	for _, d := range defs {
-		if _, ok := static[d.Name]; ok || s.values.Get(d.Name) != nil {
-			continue
+		if _, ok := static[d.Name]; ok || s.values.Get(d.Name) != nil || seen[d.Name] {
+			continue // a name declared twice is generated once, as the first declares it
 		}
+		seen[d.Name] = true
 		switch d.Type {
 		case "certificate":
 			names, bits = append(names, d.Name), append(bits, keyBits(d))
@@ -89,41 +103,71 @@ func (s *Store) prepare(defs []VarDef, static StaticVars) {
 			names, bits = append(names, d.Name), append(bits, 2048)
 		}
 	}
+	stopped := make(chan struct{})
+	s.keys, s.stopped = make(map[string]chan *rsa.PrivateKey, len(names)), stopped
 	if len(names) == 0 {
-		return
+		return func() { close(stopped) }
 	}
-	s.keys = make(map[string]chan *rsa.PrivateKey, len(names))
-	for _, n := range names {
-		s.keys[n] = make(chan *rsa.PrivateKey, 1)
+	chans := make([]chan *rsa.PrivateKey, len(names)) // workers touch these, never the map
+	for i, n := range names {
+		chans[i] = make(chan *rsa.PrivateKey, 1)
+		s.keys[n] = chans[i]
 	}
 	work := make(chan int)
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+	for w := 0; w < min(runtime.GOMAXPROCS(0), len(names)); w++ {
 		go func() {
 			for i := range work {
 				k, err := rsa.GenerateKey(rand.Reader, bits[i])
 				if err != nil {
-					k = nil
+					k = nil // key generates one itself, and reports the error
 				}
-				s.keys[names[i]] <- k
+				chans[i] <- k
 			}
 		}()
 	}
 	go func() {
+		defer close(work)
 		for i := range names {
-			work <- i
+			select {
+			case work <- i:
+			case <-stopped:
+				return
+			}
 		}
-		close(work)
 	}()
+	return func() { close(stopped) }
 }
 
 // key returns the pre-generated key for name, or generates one now.
 func (s *Store) key(name string, bits int) (*rsa.PrivateKey, error) {
 	if ch, ok := s.keys[name]; ok {
-		if k := <-ch; k != nil && k.N.BitLen() == bits {
-			return k, nil
+		delete(s.keys, name) // each channel carries one key
+		select {
+		case k := <-ch:
+			if k != nil && k.N.BitLen() == bits {
+				return k, nil
+			}
+		case <-s.stopped: // asked for after its interpolation: it may never come
 		}
 	}
 	return rsa.GenerateKey(rand.Reader, bits)
+}
+
+// signingCA parses a CA's certificate and key once per store: a hundred certificates
+// signed by one CA would otherwise parse and check its key a hundred times.
+func (s *Store) signingCA(certPEM, keyPEM string) (*x509.Certificate, *rsa.PrivateKey, error) {
+	if ca, ok := s.cas[[2]string{certPEM, keyPEM}]; ok {
+		return ca.cert, ca.key, nil
+	}
+	cert, key, err := parseCA(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.cas == nil {
+		s.cas = map[[2]string]signingCA{}
+	}
+	s.cas[[2]string{certPEM, keyPEM}] = signingCA{cert, key}
+	return cert, key, nil
 }
 
 // Save writes the store if it changed, atomically: a reader sees the old file or the

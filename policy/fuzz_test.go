@@ -2,7 +2,11 @@ package policy
 
 import (
 	"context"
+	"os"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"gopkg.in/yaml.v3"
@@ -63,15 +67,34 @@ func FuzzCompareVersions(f *testing.F) {
 	})
 }
 
-// FuzzLoad: any policy source loads or fails with an error, never a panic.
+// FuzzLoad: any policy source loads or fails with an error, never a panic; and whatever
+// it reads of input, it judges the input built for it as it judges the whole input.
 func FuzzLoad(f *testing.F) {
 	f.Add(minTwo, "max: 1")
 	f.Add("package policies.x\ndeny contains 1 if {", "[")
 	f.Add("package policies.x\nexception contains [\"\"] if true\n", "{}")
+	for _, p := range []string{"max_in_flight", "prod_scale", "deletion", "stemcells"} {
+		src, err := os.ReadFile("../repo-template/policies/" + p + ".rego")
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(src), "{}")
+	}
+	f.Add("package policies.x\nwarn contains json.marshal(m) if {\n\tsome m in input.proposed.deployments\n\tm.name == data.n\n}\n", "n: web")
+	f.Add("package policies.x\nwarn contains k if {\n\tx := input.proposed.deployments[k].instance_groups[0]\n\tobject.get(x, \"instances\", 0) > 1\n}\n", "{}")
+	f.Add("package policies.x\nwarn contains [k, v] if {\n\td := input.previous.deployments.web\n\tsome k, v in d.update\n}\n", "{}")
+	ins := judged(f)
 	f.Fuzz(func(t *testing.T, src, data string) {
 		e, err := Load(context.Background(), tree(map[string]string{"policies/p.rego": src, "policies/d.yaml": data}), "policies")
-		if err == nil {
-			e.Evaluate(context.Background(), Input{}) //nolint:errcheck // only panics matter here
+		if err != nil {
+			return
+		}
+		for name, in := range ins {
+			pruned, _ := e.Evaluate(context.Background(), in)
+			whole, _ := e.EvaluateValue(context.Background(), InputValue(in))
+			if diff := cmp.Diff(whole, pruned, cmpopts.IgnoreFields(Decision{}, "Duration")); diff != "" {
+				t.Fatalf("%s: reading %s, the pruned input is judged differently (-whole +pruned):\n%s", name, e.need, diff)
+			}
 		}
 	})
 }

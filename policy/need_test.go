@@ -205,7 +205,7 @@ deny contains x if {
 
 // judged are inputs covering first deploys, deletions, scaling, configs, secrets and
 // YAML maps with non-string keys.
-func judged(t *testing.T) map[string]Input {
+func judged(t testing.TB) map[string]Input {
 	web := func(n int, logLevel string) map[string]any {
 		m := manifest(t, webV1)
 		igs := m["instance_groups"].([]any)

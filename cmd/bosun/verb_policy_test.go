@@ -36,6 +36,16 @@ func TestPolicyTest(t *testing.T) {
 			t.Errorf("code %d\nstdout: %s\nstderr: %s", code, o, e)
 		}
 	})
+	t.Run("a test that errors fails with exit 1", func(t *testing.T) {
+		dir := templatePolicies(t)
+		if err := os.WriteFile(filepath.Join(dir, "err_test.rego"), []byte("package policies.err_test\n\ntest_errors if {\n\tto_number(\"x\") == 1\n}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o, e, code := runCLI(t, "policy", "test", dir)
+		if code != 1 || !strings.Contains(o, "ERROR") || !strings.Contains(o, "policies/err_test.rego:4") || !strings.Contains(e, "1 of 17 policy tests failed") {
+			t.Errorf("code %d\nstdout: %s\nstderr: %s", code, o, e)
+		}
+	})
 	t.Run("a syntax error fails with exit 1 naming file and line", func(t *testing.T) {
 		dir := templatePolicies(t)
 		if err := os.WriteFile(filepath.Join(dir, "bad.rego"), []byte("package policies.bad\n\ndeny contains msg if {\n"), 0o644); err != nil {
