@@ -13,7 +13,7 @@ import (
 )
 
 // templateFiles reads repo-template/policies (without its tests) as a policy tree.
-func templateFiles(t *testing.T) map[string]string {
+func templateFiles(t testing.TB) map[string]string {
 	t.Helper()
 	files := map[string]string{}
 	err := fs.WalkDir(os.DirFS("../repo-template"), "policies", func(p string, d fs.DirEntry, err error) error {
@@ -31,7 +31,7 @@ func templateFiles(t *testing.T) map[string]string {
 }
 
 // policySets read input in every way the pruning must follow or give up on.
-func policySets(t *testing.T) []struct {
+func policySets(t testing.TB) []struct {
 	name  string
 	files map[string]string
 	need  string // what Load finds they read
