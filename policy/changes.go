@@ -352,13 +352,35 @@ func asMap(v any) (map[string]any, bool) {
 	case map[string]any:
 		return m, true
 	case map[any]any:
-		out := make(map[string]any, len(m))
-		for k, e := range m {
-			out[fmt.Sprint(k)] = e
-		}
-		return out, true
+		return stringKeys(m), true
 	}
 	return nil, false
+}
+
+// stringKeys gives a YAML map whose keys are not all strings string keys, as input (and
+// JSON) needs. Of keys that read alike (1 and "1") the string one wins, else the first in
+// type order: the result must not depend on Go's map order, or two builds of one input
+// could differ.
+func stringKeys(m map[any]any) map[string]any {
+	out := make(map[string]any, len(m))
+	from := make(map[string]any, len(m)) // the key each entry came from
+	for k, v := range m {
+		ks := fmt.Sprint(k)
+		if old, ok := from[ks]; ok && !keyBefore(k, old) {
+			continue
+		}
+		out[ks], from[ks] = v, k
+	}
+	return out
+}
+
+func keyBefore(a, b any) bool {
+	_, as := a.(string)
+	_, bs := b.(string)
+	if as != bs {
+		return as
+	}
+	return fmt.Sprintf("%T %#v", a, a) < fmt.Sprintf("%T %#v", b, b)
 }
 
 func mapOf(v any) map[string]any {

@@ -161,3 +161,15 @@ func TestRedact(t *testing.T) {
 		t.Errorf("Redact (-want +got):\n%s", diff)
 	}
 }
+
+// TestStringKeysDeterministic: YAML keys that read alike (1 and "1") give one input key,
+// the same one every time, whatever Go's map order.
+func TestStringKeysDeterministic(t *testing.T) {
+	want := map[string]any{"1": "string", "true": "string too", "2.5": "float"}
+	for range 50 {
+		got := stringKeys(map[any]any{1: "int", "1": "string", true: "bool", "true": "string too", 2.5: "float"})
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("stringKeys (-want +got):\n%s", diff)
+		}
+	}
+}

@@ -13,9 +13,19 @@ import (
 )
 
 // FuzzDiff: any two YAML documents as deployment manifests diff, redact and convert
-// without panicking.
+// without panicking, and every policy set of TestPrunedInputJudgesAlike judges them with
+// the pruned input as with the whole one.
 func FuzzDiff(f *testing.F) {
+	var engines []*Engine
+	for _, set := range policySets(f) {
+		e, err := Load(context.Background(), tree(set.files), "policies")
+		if err != nil {
+			f.Fatal(err)
+		}
+		engines = append(engines, e)
+	}
 	f.Add(webV1, webV2)
+	f.Add(webV2, "")
 	f.Add("instance_groups: 3", "instance_groups: [1, {name: 2}, {name: x, jobs: {a: b}}]")
 	f.Add("stemcells: [{alias: a, version: 1}]", "stemcells: [{alias: a, version: [x]}]\n? [a]\n: b")
 	f.Fuzz(func(t *testing.T, a, b string) {
@@ -41,6 +51,16 @@ func FuzzDiff(f *testing.F) {
 			}
 		}
 		Redact(mb, b)
+		in.Commit.Message = "x\n\nBosun-Allow-Delete: d\n"
+		in.Proposed.Deployments["d-prod"] = mb
+		in.Previous.Deployments["gone"] = ma
+		for _, e := range engines {
+			pruned, _ := e.Evaluate(context.Background(), in)
+			whole, _ := e.EvaluateValue(context.Background(), InputValue(in))
+			if diff := cmp.Diff(whole, pruned, cmpopts.IgnoreFields(Decision{}, "Duration")); diff != "" {
+				t.Fatalf("reading %s, the pruned input is judged differently (-whole +pruned):\n%s", e.need, diff)
+			}
+		}
 	})
 }
 

@@ -13,7 +13,7 @@ import (
 )
 
 // templateFiles reads repo-template/policies (without its tests) as a policy tree.
-func templateFiles(t *testing.T) map[string]string {
+func templateFiles(t testing.TB) map[string]string {
 	t.Helper()
 	files := map[string]string{}
 	err := fs.WalkDir(os.DirFS("../repo-template"), "policies", func(p string, d fs.DirEntry, err error) error {
@@ -31,7 +31,7 @@ func templateFiles(t *testing.T) map[string]string {
 }
 
 // policySets read input in every way the pruning must follow or give up on.
-func policySets(t *testing.T) []struct {
+func policySets(t testing.TB) []struct {
 	name  string
 	files map[string]string
 	need  string // what Load finds they read
@@ -194,6 +194,12 @@ warn_head := [ig.name | some ig in input.previous.deployments["web"].instance_gr
 			"input.proposed.cloud_config.networks[_].name, input.proposed.cloud_config.networks[_].subnets, " +
 			"input.proposed.deployments[_].features.use_dns_addresses, input.proposed.deployments[_].instance_groups, " +
 			"input.proposed.runtime_configs[_].addons[_].name"},
+		{"template strings", map[string]string{"policies/ts.rego": `package policies.ts
+warn contains $"sha {input.commit.sha}: {[ig.name | some ig in input.proposed.deployments[_].instance_groups]}" if true
+warn contains $"{d.update}" if {
+	d := input.previous.deployments[_]
+}
+`}, "input.commit.sha, input.previous.deployments[_].update, input.proposed.deployments[_].instance_groups[_].name"},
 		{"errors", map[string]string{"policies/err.rego": `package policies.err
 deny contains x if {
 	some m in input.proposed.deployments

@@ -134,12 +134,7 @@ func (r *redactor) term(v any, redact bool) *ast.Term {
 		}
 		return r.object(start)
 	case map[any]any:
-		start := len(r.buf)
-		for k, e := range x {
-			p := r.pair(fmt.Sprint(k), e, redact)
-			r.buf = append(r.buf, p)
-		}
-		return r.object(start)
+		return r.term(stringKeys(x), redact)
 	case []map[string]any:
 		ts := make([]*ast.Term, len(x))
 		for i, e := range x {
@@ -202,15 +197,7 @@ func (r *redactor) pruned(v any, n *need, redact bool) *ast.Term {
 		}
 		return r.object(start)
 	case map[any]any:
-		start := len(r.buf)
-		for k, e := range m {
-			ks := fmt.Sprint(k)
-			if c := n.at(ks); c != nil {
-				p := r.prunedPair(ks, e, c, redact)
-				r.buf = append(r.buf, p)
-			}
-		}
-		return r.object(start)
+		return r.pruned(stringKeys(m), n, redact)
 	case []any:
 		if n.any != nil {
 			ts := make([]*ast.Term, len(m))
