@@ -14,7 +14,8 @@ import (
 // instances of deployment, one after another in the order given, from what converge
 // recorded when it last applied them. Like Run, a failing instance stops the action and
 // is reported in Result.Failure with a nil error; an unknown instance id or action is an
-// error, before anything is touched.
+// error, before anything is touched. The director's task id, given with WithTask, goes on
+// events and write-ahead intents (so Recover knows whether the action still runs).
 func (e *Executor) Act(ctx context.Context, deployment string, instanceIDs []string, p state.ActionParams, emit func(state.TaskEvent) error) (Result, error) {
 	stage := map[string]string{
 		state.ActionStop: "Stopping instance", state.ActionStart: "Starting instance",
@@ -26,7 +27,7 @@ func (e *Executor) Act(ctx context.Context, deployment string, instanceIDs []str
 	if err := e.recover(ctx, deployment); err != nil {
 		return Result{}, err
 	}
-	r, err := e.newRun(ctx, Task{Deployment: deployment}, emit)
+	r, err := e.newRun(ctx, Task{ID: TaskFrom(ctx), Deployment: deployment}, emit)
 	if err != nil {
 		return Result{}, fmt.Errorf("converge %s: %w", deployment, err)
 	}
@@ -143,4 +144,17 @@ func (r *run) act(ctx context.Context, cur state.Instance, p state.ActionParams)
 	rec.Spec = spec
 	b, _ := json.Marshal(rec)
 	return nil, r.e.cfg.Store.SetApplied(ctx, state.Applied{InstanceID: cur.ID, Record: b})
+}
+
+type taskKey struct{}
+
+// WithTask names the director task an Act runs as.
+func WithTask(ctx context.Context, id int64) context.Context {
+	return context.WithValue(ctx, taskKey{}, id)
+}
+
+// TaskFrom returns the task id given with WithTask, or 0.
+func TaskFrom(ctx context.Context) int64 {
+	id, _ := ctx.Value(taskKey{}).(int64)
+	return id
 }

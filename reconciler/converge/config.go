@@ -33,6 +33,8 @@ type Store interface {
 	RecordIntent(ctx context.Context, i state.Intent) (state.Intent, error)
 	CompleteIntent(ctx context.Context, id int64, cloudCID string, callErr error) error
 	UnfinishedIntents(ctx context.Context) ([]state.Intent, error)
+	// Task tells whether the task that recorded an intent has ended.
+	Task(ctx context.Context, id int64) (state.Task, error)
 
 	StemcellCID(ctx context.Context, cpiName, name, version string) (string, error)
 	PutStemcell(ctx context.Context, cpiName, name, version, cid string) (string, error)

@@ -405,9 +405,19 @@ func TestActions(t *testing.T) {
 	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
 	is := h.instances(ctx)
 	one := []string{is[0].ID}
+	task, err := h.store.Enqueue(ctx, state.Task{Type: state.TaskAction, Deployment: h.name})
+	if err != nil {
+		t.Fatal(err)
+	}
 	act := func(p state.ActionParams) converge.Result {
 		t.Helper()
-		res, err := h.exec.Act(ctx, h.name, one, p, h.emit)
+		h.takeEvents()
+		res, err := h.exec.Act(converge.WithTask(ctx, task.ID), h.name, one, p, h.emit)
+		for _, ev := range h.takeEvents() {
+			if ev.TaskID != task.ID {
+				t.Errorf("%+v: event %+v does not name task %d", p, ev, task.ID)
+			}
+		}
 		if err != nil || res.Failure != nil {
 			t.Fatalf("%+v: %v %+v", p, err, res.Failure)
 		}

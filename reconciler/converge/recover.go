@@ -19,11 +19,17 @@ var errInterrupted = errors.New("interrupted: the director stopped during the ca
 // deleted otherwise; a deletion cut short is done again; a disk deletion likewise. An
 // interrupted disk creation whose disk was never recorded cannot be found through the
 // CPI contract (there is no list_disks) and is marked failed with a warning naming it.
+//
+// Intents of a task that has not ended are left alone: that task's worker (this director
+// after a takeover, or another director that is alive) settles them when it runs, as Run
+// and Act first settle their deployment's intents under the deployment lock. So Recover
+// is safe to call at any director's start, also with several directors on one database.
 func (e *Executor) Recover(ctx context.Context) error {
 	return e.recover(ctx, "")
 }
 
-// recover settles the unfinished intents of one deployment, or of all with "".
+// recover settles the unfinished intents of one deployment, whose lock the caller holds,
+// or with "" those of every task that has ended.
 func (e *Executor) recover(ctx context.Context, deployment string) error {
 	intents, err := e.cfg.Store.UnfinishedIntents(ctx)
 	if err != nil {
@@ -31,9 +37,27 @@ func (e *Executor) recover(ctx context.Context, deployment string) error {
 	}
 	var vms []cpi.VMInfo
 	listed := false
+	live := map[int64]bool{}
 	for _, it := range intents {
 		if deployment != "" && it.Deployment != deployment {
 			continue
+		}
+		if deployment == "" && it.TaskID != 0 {
+			running, seen := live[it.TaskID]
+			if !seen {
+				t, err := e.cfg.Store.Task(ctx, it.TaskID)
+				switch {
+				case errors.Is(err, state.ErrNotFound):
+				case err != nil:
+					return fmt.Errorf("recover: %w", err)
+				default:
+					running = !state.TaskFinal(t.State)
+				}
+				live[it.TaskID] = running
+			}
+			if running {
+				continue
+			}
 		}
 		log := e.cfg.Log.With("intent", it.ID, "kind", it.Kind, "deployment", it.Deployment, "instance", it.InstanceID, "request_id", it.RequestID)
 		var cid string

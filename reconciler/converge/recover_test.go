@@ -1,6 +1,7 @@
 package converge_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -86,5 +87,103 @@ func TestEmitErrorEndsRun(t *testing.T) {
 	})
 	if !errors.Is(err, boom) {
 		t.Errorf("run = %v, want %v", err, boom)
+	}
+}
+
+// TestRecoverLeavesLiveTasks: a director starting while another's task runs must not
+// undo that task's cloud calls; the task's own next run settles them.
+func TestRecoverLeavesLiveTasks(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
+	var crash *crashAfter
+	h, fake, _ := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
+		crash = &crashAfter{CPI: c, method: "create_vm", n: 3}
+		return crash
+	})
+	task, err := h.store.Enqueue(ctx, state.Task{Type: state.TaskDeploy, Deployment: h.name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := spec{instances: 3, greeting: "hi"}
+	tk := h.task(ctx, s)
+	tk.ID = task.ID
+	runCtx, cancel := context.WithCancel(ctx)
+	crash.cancel = cancel
+	if _, err := h.exec.Run(runCtx, tk, h.emit); !errors.Is(err, context.Canceled) {
+		t.Fatalf("crashed run = %v", err)
+	}
+	crash.mu.Lock()
+	crash.cancel = nil
+	crash.mu.Unlock()
+	pending, _ := h.store.UnfinishedIntents(ctx)
+	vms := len(fake.VMs())
+	if len(pending) == 0 || vms == 0 {
+		t.Fatalf("the crash left %d intents and %d VMs", len(pending), vms)
+	}
+	if err := h.exec.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := h.store.UnfinishedIntents(ctx); len(again) != len(pending) || len(fake.VMs()) != vms {
+		t.Errorf("Recover touched a live task's intents: %d → %d pending, %d → %d VMs", len(pending), len(again), vms, len(fake.VMs()))
+	}
+	// The task's next run (a worker taking it over) settles them and converges.
+	res, err := h.exec.Run(ctx, tk, h.emit)
+	if err != nil || res.Failure != nil || len(res.Instances) != 3 {
+		t.Fatalf("rerun: %v %+v %+v", err, res, res.Failure)
+	}
+	h.checkNoOrphans(ctx)
+	if len(fake.VMs()) != 3 {
+		t.Errorf("cloud holds %d VMs, want 3", len(fake.VMs()))
+	}
+}
+
+// TestRecoverSettlesEndedTasks: intents of a task that ended (cancelled, timed out, lost
+// to an error) are settled at start.
+func TestRecoverSettlesEndedTasks(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
+	var crash *crashAfter
+	h, fake, _ := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
+		crash = &crashAfter{CPI: c, method: "create_vm", n: 3}
+		return crash
+	})
+	if _, err := h.store.Enqueue(ctx, state.Task{Type: state.TaskDeploy, Deployment: h.name}); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := h.store.Claim(ctx, "test-worker", []string{state.TaskDeploy})
+	if err != nil || claimed == nil {
+		t.Fatalf("claim: %v, %v", claimed, err)
+	}
+	tk := h.task(ctx, spec{instances: 3, greeting: "hi"})
+	tk.ID = claimed.ID
+	runCtx, cancel := context.WithCancel(ctx)
+	crash.cancel = cancel
+	if _, err := h.exec.Run(runCtx, tk, h.emit); !errors.Is(err, context.Canceled) {
+		t.Fatalf("crashed run = %v", err)
+	}
+	crash.mu.Lock()
+	crash.cancel = nil
+	crash.mu.Unlock()
+	if pending, _ := h.store.UnfinishedIntents(ctx); len(pending) == 0 {
+		t.Fatal("the crash left no pending intent")
+	}
+	if err := h.store.Finish(ctx, claimed.ID, "test-worker", state.TaskError, "director died"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.exec.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pending, _ := h.store.UnfinishedIntents(ctx); len(pending) != 0 {
+		t.Errorf("pending after recovering an ended task: %+v", pending)
+	}
+	// What is left in the cloud is what the instances name (or nothing more).
+	named := map[string]bool{}
+	for _, i := range h.instances(ctx) {
+		named[i.VMCID] = true
+	}
+	for _, vm := range fake.VMs() {
+		if !named[string(vm.CID)] {
+			t.Errorf("VM %s is named by no instance after recovery", vm.CID)
+		}
 	}
 }
