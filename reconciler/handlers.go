@@ -374,7 +374,7 @@ func (r *Reconciler) handleAction(ctx context.Context, task state.Task, emit fun
 	if p.Hard {
 		verb += " --hard"
 	}
-	res, err := r.cfg.Converger.Act(ctx, task.Deployment, ids, p, emit)
+	res, err := r.cfg.Converger.Act(converge.WithTask(ctx, task.ID), task.Deployment, ids, p, emit)
 	o.FinishedAt = r.cfg.Now()
 	o.Instances, o.Changes = outcomeInstances(res), changesOf(res)
 	who := firstNonEmpty(task.User, "an operator")

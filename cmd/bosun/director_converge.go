@@ -124,7 +124,7 @@ func wireConverger(d *director, blobs blobstore.Store) (reconciler.Converger, er
 	}
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
-	agents, err := protocol.NewClient(bus.Conn{NC: d.nats}, "director-"+hex.EncodeToString(raw[:]), protocol.ClientOptions{})
+	agents, err := protocol.NewClient(bus.Conn{NC: d.nats}, "director-"+hex.EncodeToString(raw[:]), protocol.ClientOptions{PollInterval: 100 * time.Millisecond})
 	if err != nil {
 		return nil, err
 	}
