@@ -24,5 +24,7 @@
 // and parameter errors never. create_vm says ok_to_retry only when the cloud made
 // nothing or cleaned up after itself. The access key secret and security token
 // appear in no log line, error or printed config, and neither does the request URL
-// (signed, and carrying the user data).
+// (signed, and carrying the user data). The SDK's own debug output (DEBUG=sdk in
+// the environment) prints whole requests, user data included: never enable it
+// where the director's agents are real.
 package alicloud
