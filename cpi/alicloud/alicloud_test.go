@@ -142,7 +142,7 @@ func TestCreateVMWritesAgentSettingsAndNetworks(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, fakealicloud.Options{}, nil)
 	sc := mustStemcell(t, e)
-	vm, nets, err := e.cpi.CreateVM(ctx, spec(sc, `{"instance_type":"ecs.g6.large","security_group_ids":["`+fakealicloud.SecurityGroup+`","`+fakealicloud.SecurityGroup2+`"],"key_pair_name":"bosh","ephemeral_disk":{"size":10240},"tags":{"team":"platform"}}`,
+	vm, nets, err := e.cpi.CreateVM(ctx, spec(sc, `{"instance_type":"ecs.g6.large","security_group_ids":["`+fakealicloud.SecurityGroup+`","`+fakealicloud.SecurityGroup2+`"],"key_pair_name":"bosh","ephemeral_disk":{"size":10240,"tags":{"kind":"ephemeral"}},"system_disk":{"tags":{"kind":"system"}},"tags":{"team":"platform"}}`,
 		cpi.Networks{"default": manualNet("10.0.0.20"), "public": {Type: "vip", IP: fakealicloud.EIP}}))
 	if err != nil {
 		t.Fatal(err)
@@ -184,8 +184,13 @@ func TestCreateVMWritesAgentSettingsAndNetworks(t *testing.T) {
 			eph = d
 		}
 	}
-	if eph.Size != 20 || !eph.DeleteWithInstance || eph.Device != "/dev/xvdb" {
+	if eph.Size != 20 || !eph.DeleteWithInstance || eph.Device != "/dev/xvdb" || eph.Tags["kind"] != "ephemeral" {
 		t.Errorf("ephemeral disk = %+v", eph)
+	}
+	for _, d := range e.cloud.Disks() {
+		if d.Instance == string(vm) && d.Type == "system" && (d.Tags["kind"] != "system" || d.Size != 20) {
+			t.Errorf("system disk = %+v", d)
+		}
 	}
 
 	disk, err := e.cpi.CreateDisk(ctx, 30*1024, json.RawMessage(`{"category":"cloud_essd","performance_level":"PL1"}`), vm)
@@ -369,6 +374,9 @@ func TestCreateVMFailures(t *testing.T) {
 		{name: "no vswitch_id", nets: cpi.Networks{"default": {Type: "manual", IP: "10.0.0.5"}}, contains: []string{`network "default" has no vswitch_id`}},
 		{name: "no security group", nets: cpi.Networks{"default": {Type: "manual", IP: "10.0.0.5", CloudProperties: json.RawMessage(`{"vswitch_id":"vsw-bosun-a"}`)}},
 			contains: []string{"no security group"}},
+		{name: "manual network without ip", nets: cpi.Networks{"default": {Type: "manual", CloudProperties: json.RawMessage(`{"vswitch_id":"vsw-bosun-a","security_group_id":"sg-bosun"}`)}},
+			contains: []string{`manual network "default" has no ip`}},
+		{name: "encrypted system disk", props: `{"instance_type":"ecs.g6.large","system_disk":{"encrypted":true}}`, contains: []string{"cannot encrypt it"}},
 		{name: "bad charge type", props: `{"instance_type":"ecs.g6.large","charge_type":"Free"}`, contains: []string{`charge_type "Free"`}},
 		{name: "user data too big", setup: nil, props: `{"instance_type":"ecs.g6.large"}`, contains: []string{"ECS UserData holds at most 32768"}},
 		{name: "throttled until the retries run out", setup: func(e env) {

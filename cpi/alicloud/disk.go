@@ -30,6 +30,9 @@ func (c *CPI) CreateDisk(ctx context.Context, sizeMiB int, props json.RawMessage
 	if p.Size != 0 {
 		return "", c.errf(ctx, method, subject, cpi.CloudError, false, nil, "disk_type cloud_properties take no size: the disk_size is the size")
 	}
+	if p.DeleteWithInstance != nil && *p.DeleteWithInstance {
+		return "", c.errf(ctx, method, subject, cpi.CloudError, false, nil, "delete_with_instance: a persistent disk outlives its VM")
+	}
 	for k := range p.Tags {
 		if err := checkTagKey(k); err != nil {
 			return "", c.errf(ctx, method, subject, cpi.CloudError, false, err, "bad disk cloud_properties")

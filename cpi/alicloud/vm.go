@@ -113,6 +113,9 @@ func (c *CPI) checkVM(req *vmRequest) error {
 		}
 		switch n.Type {
 		case "manual", "", "dynamic":
+			if n.Type != "dynamic" && n.IP == "" {
+				return fmt.Errorf("manual network %q has no ip", name)
+			}
 			if req.private != "" {
 				return fmt.Errorf("networks %q and %q: an ECS instance takes one manual or dynamic network", req.private, name)
 			}
@@ -180,6 +183,14 @@ func (c *CPI) checkVM(req *vmRequest) error {
 	if p.SystemDisk != nil {
 		req.sysDisk = *p.SystemDisk
 	}
+	if req.sysDisk.Encrypted != nil || req.sysDisk.KMSKeyID != "" || req.sysDisk.DeleteWithInstance != nil {
+		return errors.New("system_disk takes size, category, performance_level and tags: ECS's CreateInstance cannot encrypt it, and it always goes with the instance")
+	}
+	for k := range req.sysDisk.Tags {
+		if err := checkTagKey(k); err != nil {
+			return fmt.Errorf("system_disk: %w", err)
+		}
+	}
 	req.sysDisk.Category = cmp.Or(req.sysDisk.Category, "cloud_efficiency")
 	if req.sysDisk.Category != "cloud_efficiency" && req.sysDisk.Category != "cloud_ssd" && req.sysDisk.Category != "cloud_essd" && req.sysDisk.Category != "cloud_auto" {
 		return fmt.Errorf("system_disk category %q: the system disk is cloud_efficiency, cloud_ssd, cloud_essd or cloud_auto", req.sysDisk.Category)
@@ -187,6 +198,11 @@ func (c *CPI) checkVM(req *vmRequest) error {
 	if e := p.EphemeralDisk; e != nil && e.Size > 0 {
 		d := *e
 		d.Category = cmp.Or(d.Category, "cloud_efficiency")
+		for k := range d.Tags {
+			if err := checkTagKey(k); err != nil {
+				return fmt.Errorf("ephemeral_disk: %w", err)
+			}
+		}
 		req.ephDisk = &d
 	}
 	req.userData = func(nets cpi.Networks, name string) ([]byte, error) {
@@ -313,7 +329,7 @@ func (c *CPI) createInstance(ctx context.Context, req vmRequest) (cpi.VMCID, cpi
 	if e := req.ephDisk; e != nil {
 		dd := ecs.CreateInstanceDataDisk{DiskName: ephemeralName, Category: e.Category, PerformanceLevel: e.PerformanceLevel,
 			Size:               strconv.Itoa(max(gib(int(e.Size)), minDiskGiB(e.Category))),
-			DeleteWithInstance: "true"}
+			DeleteWithInstance: strconv.FormatBool(e.DeleteWithInstance == nil || *e.DeleteWithInstance)}
 		if c.encrypted(e.Encrypted) {
 			dd.Encrypted, dd.KMSKeyId = "true", cmp.Or(e.KMSKeyID, c.cfg.KMSKeyID)
 		}
@@ -376,6 +392,9 @@ func (c *CPI) createInstance(ctx context.Context, req vmRequest) (cpi.VMCID, cpi
 	if err != nil {
 		return failed(err)
 	}
+	if err := c.tagInstanceDisks(ctx, req, id); err != nil {
+		return failed(err)
+	}
 	nets := maps.Clone(spec.Networks)
 	if ips := inst.VpcAttributes.PrivateIpAddress.IpAddress; len(ips) > 0 {
 		n := nets[req.private]
@@ -423,6 +442,37 @@ func (c *CPI) createInstance(ctx context.Context, req vmRequest) (cpi.VMCID, cpi
 	}
 	c.log.Info("created VM", "vm_cid", id, "agent_id", spec.AgentID, "instance", cpi.InstanceFrom(ctx), "zone", req.zone)
 	return vm, nets, false, nil
+}
+
+// tagInstanceDisks puts the system_disk's and ephemeral_disk's tags on the disks
+// ECS made with the instance (CreateInstance cannot tag them).
+func (c *CPI) tagInstanceDisks(ctx context.Context, req vmRequest, id string) error {
+	var eph map[string]string
+	if req.ephDisk != nil {
+		eph = req.ephDisk.Tags
+	}
+	if len(req.sysDisk.Tags) == 0 && len(eph) == 0 {
+		return nil
+	}
+	r := ecs.CreateDescribeDisksRequest()
+	r.InstanceId = id
+	r.PageSize = requests.NewInteger(100)
+	resp := ecs.CreateDescribeDisksResponse()
+	if err := c.do(ctx, call{ep: c.ecs, idempotent: true}, r, resp); err != nil {
+		return fmt.Errorf("tag the instance's disks: %w", err)
+	}
+	for _, d := range resp.Disks.Disk {
+		tags := eph
+		if d.Type == "system" {
+			tags = req.sysDisk.Tags
+		} else if d.DiskName != ephemeralName {
+			continue
+		}
+		if err := c.addTags(ctx, "disk", d.DiskId, tags); err != nil {
+			return fmt.Errorf("tag disk %s: %w", d.DiskId, err)
+		}
+	}
+	return nil
 }
 
 func (c *CPI) encrypted(prop *bool) bool {
