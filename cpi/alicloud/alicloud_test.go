@@ -721,7 +721,9 @@ func FuzzParseConfig(f *testing.F) {
 			if _, err := alicloud.New(c, nil); err != nil {
 				t.Errorf("ParseConfig accepted a config New refuses: %v", err)
 			}
-		} else if c.AccessKeySecret != "" && strings.Contains(err.Error(), c.AccessKeySecret) {
+		} else if sec := c.AccessKeySecret; sec != "" && strings.Contains(err.Error(), sec) &&
+			!strings.Contains(c.Region+c.ECSEndpoint+c.VPCEndpoint+c.AccessKeyID, sec) {
+			// (A secret that is also another key's value may be quoted as that value.)
 			t.Errorf("error holds the secret: %v", err)
 		}
 	})
