@@ -789,3 +789,34 @@ func TestConcurrentCreates(t *testing.T) {
 		t.Errorf("%d instances, want %d", len(ips), n)
 	}
 }
+
+func TestUpdateDisk(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, fakealicloud.Options{}, func(c *alicloud.Config) { c.AvailabilityZone = fakealicloud.ZoneA })
+	disk, err := e.cpi.CreateDisk(ctx, 20*1024, json.RawMessage(`{"category":"cloud_efficiency"}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.cpi.UpdateDisk(ctx, disk, 40*1024, json.RawMessage(`{"category":"cloud_essd","performance_level":"PL2","tags":{"tier":"gold"}}`))
+	if err != nil || got != disk {
+		t.Fatalf("update_disk = %s, %v; want the same disk", got, err)
+	}
+	d := e.cloud.Disks()[0]
+	if d.Category != "cloud_essd" || d.PerformanceLevel != "PL2" || d.Size != 40 || d.Tags["tier"] != "gold" {
+		t.Errorf("disk = %+v", d)
+	}
+	for _, tt := range []struct {
+		size  int
+		props string
+		says  string
+	}{
+		{20 * 1024, `{"category":"cloud_essd"}`, "cannot shrink"},
+		{40 * 1024, `{"category":"cloud"}`, "InvalidDiskCategory.Conversion"},
+		{40 * 1024, `{"category":"cloud_essd","encrypted":true}`, "encryption"},
+	} {
+		_, err := e.cpi.UpdateDisk(ctx, disk, tt.size, json.RawMessage(tt.props))
+		wantCPIError(t, err, cpi.NotSupported, false, tt.says)
+	}
+	_, err = e.cpi.UpdateDisk(ctx, disk, 40*1024, json.RawMessage(`{"categroy":"cloud"}`))
+	wantCPIError(t, err, cpi.CloudError, false, `unknown cloud property "categroy"`)
+}

@@ -1,8 +1,9 @@
 // Package alicloud is the Alibaba Cloud CPI, built on alibaba-cloud-sdk-go (V1,
 // services/ecs and services/vpc): ECS instances from images, VSwitches and security
 // groups, private addresses for manual networks, EIPs for vip networks, cloud disks
-// and snapshots, images imported from OSS or light stemcells naming an image per
-// region.
+// and snapshots (resized in place; update_disk changes category and performance
+// level with ModifyDiskSpec), images imported from OSS or light stemcells naming an
+// image per region.
 //
 // It follows BOSH's Alibaba Cloud CPI where behaviour is visible from outside: the
 // global configuration and cloud_properties keys have its names; an instance is
