@@ -333,10 +333,11 @@ func (c *CPI) ResizeDisk(ctx context.Context, disk cpi.DiskCID, newSizeMiB int) 
 // SetDiskMetadata implements cpi.DiskMetadataSetter: the keys become tags.
 func (c *CPI) SetDiskMetadata(ctx context.Context, disk cpi.DiskCID, md cpi.Metadata) error {
 	const method = "set_disk_metadata"
-	if _, err := c.getDisk(ctx, method, disk); err != nil {
+	d, err := c.getDisk(ctx, method, disk)
+	if err != nil {
 		return err
 	}
-	if err := c.addTags(ctx, "disk", string(disk), md); err != nil {
+	if err := c.addTags(ctx, "disk", string(disk), md, d.Tags.Tag); err != nil {
 		return c.errf(ctx, method, string(disk), cpi.CloudError, false, err, "")
 	}
 	return nil
@@ -480,13 +481,17 @@ func (c *CPI) UpdateDisk(ctx context.Context, disk cpi.DiskCID, newSizeMiB int, 
 	}
 	if size > d.Size {
 		if err := c.ResizeDisk(ctx, disk, newSizeMiB); err != nil {
+			var e *cpi.Error
+			if errors.As(err, &e) {
+				e.Method = method
+			}
 			return "", err
 		}
 	}
 	if len(p.Tags) > 0 {
 		md := cpi.Metadata{}
 		maps.Copy(md, p.Tags)
-		if err := c.addTags(ctx, "disk", string(disk), md); err != nil {
+		if err := c.addTags(ctx, "disk", string(disk), md, d.Tags.Tag); err != nil {
 			return "", c.errf(ctx, method, string(disk), cpi.CloudError, false, err, "")
 		}
 	}

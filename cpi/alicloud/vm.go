@@ -468,7 +468,7 @@ func (c *CPI) tagInstanceDisks(ctx context.Context, req vmRequest, id string) er
 		} else if d.DiskName != ephemeralName {
 			continue
 		}
-		if err := c.addTags(ctx, "disk", d.DiskId, tags); err != nil {
+		if err := c.addTags(ctx, "disk", d.DiskId, tags, d.Tags.Tag); err != nil {
 			return fmt.Errorf("tag disk %s: %w", d.DiskId, err)
 		}
 	}
@@ -695,10 +695,11 @@ func (c *CPI) RebootVM(ctx context.Context, vm cpi.VMCID) error {
 // instance takes the instance's name.
 func (c *CPI) SetVMMetadata(ctx context.Context, vm cpi.VMCID, md cpi.Metadata) error {
 	const method = "set_vm_metadata"
-	if _, err := c.getInstance(ctx, method, vm); err != nil {
+	inst, err := c.getInstance(ctx, method, vm)
+	if err != nil {
 		return err
 	}
-	if err := c.addTags(ctx, "instance", string(vm), md); err != nil {
+	if err := c.addTags(ctx, "instance", string(vm), md, inst.Tags.Tag); err != nil {
 		return c.errf(ctx, method, string(vm), cpi.CloudError, false, err, "")
 	}
 	if name := instanceName(md["name"]); name != "" {
@@ -738,22 +739,31 @@ func instanceName(s string) string {
 	return s
 }
 
-// addTags puts md on the resource as tags, keeping the CPI's own and what ECS
-// refuses out, at most ECS's limit.
-func (c *CPI) addTags(ctx context.Context, kind, id string, md cpi.Metadata) error {
+// addTags puts md on the resource as tags, keeping the CPI's own keys and what
+// ECS refuses out. ECS keeps 20 tags per resource: keys the resource has are
+// updated, new ones added while there is room, the rest dropped with a warning.
+func (c *CPI) addTags(ctx context.Context, kind, id string, md cpi.Metadata, have []ecs.Tag) error {
+	existing := map[string]bool{}
+	for _, t := range have {
+		existing[t.TagKey] = true
+	}
+	room := maxTags - len(existing)
 	var tags []ecs.AddTagsTag
+	var dropped []string
 	for _, k := range slices.Sorted(maps.Keys(md)) {
-		if k == agentTag || k == tokenTag || checkTagKey(k) != nil {
+		switch {
+		case k == agentTag || k == tokenTag || checkTagKey(k) != nil:
 			continue
+		case !existing[k] && room <= 0:
+			dropped = append(dropped, k)
+			continue
+		case !existing[k]:
+			room--
 		}
 		tags = append(tags, ecs.AddTagsTag{Key: k, Value: clipTag(md[k])})
 	}
-	if len(tags) == 0 {
-		return nil
-	}
-	if len(tags) > maxTags-2 {
-		c.log.Warn("too many metadata keys for ECS tags; keeping the first", "resource", id, "keys", len(tags), "kept", maxTags-2)
-		tags = tags[:maxTags-2]
+	if len(dropped) > 0 {
+		c.log.Warn("ECS keeps 20 tags per resource; metadata keys dropped", "resource", id, "dropped", strings.Join(dropped, ","))
 	}
 	// AddTags takes at most 10 at a time.
 	for len(tags) > 0 {
