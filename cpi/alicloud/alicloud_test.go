@@ -551,6 +551,7 @@ func TestBadCredentialsAndRegion(t *testing.T) {
 			[]string{"ecs DescribeInstances answered 400 SignatureDoesNotMatch (request ", "string to sign is: (withheld)"}},
 		{"unknown key", func(c *alicloud.Config) { c.AccessKeyID = "LTAI-nope" }, []string{"answered 404 InvalidAccessKeyId.NotFound"}},
 		{"unknown region", func(c *alicloud.Config) { c.Region = "mars-north-1" }, []string{"InvalidRegionId.NotFound", "mars-north-1"}},
+		{"expired STS token", func(c *alicloud.Config) { c.SecurityToken = "wrong-" + fakealicloud.SecurityToken }, []string{"answered 400 InvalidSecurityToken.Expired"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -564,6 +565,16 @@ func TestBadCredentialsAndRegion(t *testing.T) {
 				t.Errorf("tries = %d: an authentication failure is not retried", got)
 			}
 		})
+	}
+}
+
+func TestSTSCredentials(t *testing.T) {
+	e := newEnv(t, fakealicloud.Options{}, func(c *alicloud.Config) { c.SecurityToken = fakealicloud.SecurityToken })
+	if ok, err := e.cpi.HasVM(context.Background(), "i-1"); err != nil || ok {
+		t.Fatalf("has_vm with an STS token = %v, %v", ok, err)
+	}
+	if strings.Contains(e.logs.String(), fakealicloud.SecurityToken) {
+		t.Error("the STS token was logged")
 	}
 }
 
