@@ -848,3 +848,39 @@ func TestUpdateDisk(t *testing.T) {
 	_, err = e.cpi.UpdateDisk(ctx, disk, 40*1024, json.RawMessage(`{"categroy":"cloud"}`))
 	wantCPIError(t, err, cpi.CloudError, false, `unknown cloud property "categroy"`)
 }
+
+func TestDiskFailures(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, fakealicloud.Options{Polls: 1, MaxDisks: 1}, func(c *alicloud.Config) { c.AvailabilityZone = fakealicloud.ZoneB })
+	vm, _, err := e.cpi.CreateVM(ctx, spec(mustStemcell(t, e), `{"instance_type":"ecs.g6.large","availability_zone":"`+fakealicloud.ZoneA+`"}`,
+		cpi.Networks{"d": dynamicNet(fakealicloud.VSwitchA)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	far, err := e.cpi.CreateDisk(ctx, 1024, nil, "") // in the configured zone, B
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.cpi.CreateDisk(ctx, 1024, nil, vm)
+	wantCPIError(t, err, cpi.CloudError, false, "ecs CreateDisk answered 403 QuotaExceed.Disk (request ")
+	if got := e.cloud.Calls("CreateDisk", 0); got != 2 {
+		t.Errorf("CreateDisk tries = %d: a quota error is not retried", got)
+	}
+	_, err = e.cpi.AttachDisk(ctx, vm, far)
+	wantCPIError(t, err, cpi.CloudError, false, "ecs AttachDisk answered 403 InvalidDiskId.ZoneMismatch")
+	_, err = e.cpi.CreateDisk(ctx, 1024, json.RawMessage(`{"category":"cloud_nvme"}`), vm)
+	wantCPIError(t, err, cpi.CloudError, false, "InvalidDiskCategory.ValueNotSupported")
+	_, err = e.cpi.CreateDisk(ctx, 1024, json.RawMessage(`{"delete_with_instance":true}`), vm)
+	wantCPIError(t, err, cpi.CloudError, false, "a persistent disk outlives its VM")
+	err = e.cpi.DetachDisk(ctx, "i-nope", far)
+	wantCPIError(t, err, cpi.VMNotFound, false, "VM i-nope not found")
+	if err := e.cpi.SetDiskMetadata(ctx, "d-nope", cpi.Metadata{"a": "b"}); !errors.Is(err, cpi.ErrDiskNotFound) {
+		t.Errorf("set_disk_metadata(missing) = %v", err)
+	}
+	if _, err := e.cpi.SnapshotDisk(ctx, "d-nope", nil); !errors.Is(err, cpi.ErrDiskNotFound) {
+		t.Errorf("snapshot_disk(missing) = %v", err)
+	}
+	if err := e.cpi.DeleteSnapshot(ctx, "s-nope"); err != nil {
+		t.Errorf("delete_snapshot(missing) = %v", err)
+	}
+}
