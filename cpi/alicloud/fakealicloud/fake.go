@@ -163,28 +163,27 @@ type Cloud struct {
 	srv  *httptest.Server
 	opts Options
 
-	mu          sync.Mutex
-	nonces      map[string]bool
-	types       []instanceType
-	zones       []string
-	vswitches   []vswitch
-	sgs         []string
-	keyPairs    []string
-	oss         map[string]bool
-	instances   map[string]*Instance
-	disks       map[string]*Disk
-	images      map[string]*Image
-	snapshots   map[string]*Snapshot
-	eips        []*Eip
-	tokens      map[string]string // ClientToken → resource id
-	faults      []*Fault
-	log         []Request
-	fate        string
-	imageFate   string
-	onStart     func(Instance, []byte)
-	onStop      func(Instance)
-	hooks       []func()
-	requestSeen int
+	mu        sync.Mutex
+	nonces    map[string]bool
+	types     []instanceType
+	zones     []string
+	vswitches []vswitch
+	sgs       []string
+	keyPairs  []string
+	oss       map[string]bool
+	instances map[string]*Instance
+	disks     map[string]*Disk
+	images    map[string]*Image
+	snapshots map[string]*Snapshot
+	eips      []*Eip
+	tokens    map[string]string // ClientToken → resource id
+	faults    []*Fault
+	log       []Request
+	fate      string
+	imageFate string
+	onStart   func(Instance, []byte)
+	onStop    func(Instance)
+	hooks     []func()
 }
 
 // New starts a region, closed when the test ends.
