@@ -18,7 +18,7 @@ func init() {
 }
 
 func alicloudCPIFlags(fs *flag.FlagSet) func(*slog.Logger) (cpi.CPI, error) {
-	config := fs.String("config", "", "JSON file with the Alibaba Cloud CPI's settings, keyed as BOSH's `alicloud:` block (region, availability_zone, access_key_id, access_key_secret, security_token, ecs_endpoint, vpc_endpoint, encrypted, kms_key_id, …)")
+	config := fs.String("config", "", "JSON `file` with the Alibaba Cloud CPI's settings, keyed as BOSH's alicloud: block (region, availability_zone, access_key_id, access_key_secret, security_token, ecs_endpoint, vpc_endpoint, encrypted, kms_key_id, …)")
 	return func(log *slog.Logger) (cpi.CPI, error) {
 		if *config == "" {
 			return nil, usageError("--config is required: the Alibaba Cloud CPI needs its region and access key")

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -29,6 +30,9 @@ func (c *CPI) CreateDisk(ctx context.Context, sizeMiB int, props json.RawMessage
 	}
 	if p.Size != 0 {
 		return "", c.errf(ctx, method, subject, cpi.CloudError, false, nil, "disk_type cloud_properties take no size: the disk_size is the size")
+	}
+	if p.DeleteWithInstance != nil && *p.DeleteWithInstance {
+		return "", c.errf(ctx, method, subject, cpi.CloudError, false, nil, "delete_with_instance: a persistent disk outlives its VM")
 	}
 	for k := range p.Tags {
 		if err := checkTagKey(k); err != nil {
@@ -329,10 +333,11 @@ func (c *CPI) ResizeDisk(ctx context.Context, disk cpi.DiskCID, newSizeMiB int) 
 // SetDiskMetadata implements cpi.DiskMetadataSetter: the keys become tags.
 func (c *CPI) SetDiskMetadata(ctx context.Context, disk cpi.DiskCID, md cpi.Metadata) error {
 	const method = "set_disk_metadata"
-	if _, err := c.getDisk(ctx, method, disk); err != nil {
+	d, err := c.getDisk(ctx, method, disk)
+	if err != nil {
 		return err
 	}
-	if err := c.addTags(ctx, "disk", string(disk), md); err != nil {
+	if err := c.addTags(ctx, "disk", string(disk), md, d.Tags.Tag); err != nil {
 		return c.errf(ctx, method, string(disk), cpi.CloudError, false, err, "")
 	}
 	return nil
@@ -422,4 +427,74 @@ func (c *CPI) deleteSnapshot(ctx context.Context, id string) error {
 		}
 		return false, s.Status, nil
 	})
+}
+
+var _ cpi.DiskUpdater = (*CPI)(nil)
+
+// UpdateDisk implements cpi.DiskUpdater in place: ModifyDiskSpec changes the
+// category and performance level, ResizeDisk grows it; the disk keeps its id.
+// What ECS cannot do in place (shrink, a conversion it refuses, an attached disk,
+// encryption) is NotSupported, so the director copies to a new disk instead.
+func (c *CPI) UpdateDisk(ctx context.Context, disk cpi.DiskCID, newSizeMiB int, props json.RawMessage) (cpi.DiskCID, error) {
+	const method = "update_disk"
+	var p diskProps
+	if err := cpi.DecodeCloudProperties(props, &p); err != nil {
+		return "", c.errf(ctx, method, string(disk), cpi.CloudError, false, err, "bad disk cloud_properties")
+	}
+	d, err := c.getDisk(ctx, method, disk)
+	if err != nil {
+		return "", err
+	}
+	notSupported := func(cause error, format string, a ...any) (cpi.DiskCID, error) {
+		return "", c.errf(ctx, method, string(disk), cpi.NotSupported, false, cause, format, a...)
+	}
+	category := cmp.Or(p.Category, "cloud_efficiency")
+	size := max(gib(newSizeMiB), minDiskGiB(category))
+	switch {
+	case d.InstanceId != "":
+		return notSupported(nil, "disk is attached to VM %s", d.InstanceId)
+	case size < d.Size:
+		return notSupported(nil, "cannot shrink a disk from %d GiB to %d GiB", d.Size, size)
+	case c.encrypted(p.Encrypted) != d.Encrypted:
+		return notSupported(nil, "cannot change a disk's encryption in place")
+	}
+	if category != d.Category || (p.PerformanceLevel != "" && p.PerformanceLevel != d.PerformanceLevel) {
+		r := ecs.CreateModifyDiskSpecRequest()
+		r.DiskId, r.DiskCategory, r.PerformanceLevel = string(disk), category, p.PerformanceLevel
+		if err := c.do(ctx, call{ep: c.ecs}, r, ecs.CreateModifyDiskSpecResponse()); err != nil {
+			var e *apiError
+			if errors.As(err, &e) && e.Status >= 400 && e.Status < 500 && !strings.HasPrefix(e.Code, "Throttling") {
+				return notSupported(err, "")
+			}
+			return "", c.errf(ctx, method, string(disk), cpi.CloudError, false, err, "")
+		}
+		err := c.waitFor(ctx, "disk "+string(disk), func(ctx context.Context) (bool, string, error) {
+			d, err := c.describeDisk(ctx, disk)
+			if err != nil || d == nil {
+				return false, "", cmp.Or(err, fmt.Errorf("disk %s vanished", disk))
+			}
+			return d.Category == category && d.Status == "Available", d.Category + " " + d.Status, nil
+		})
+		if err != nil {
+			return "", c.errf(ctx, method, string(disk), cpi.CloudError, false, err, "")
+		}
+	}
+	if size > d.Size {
+		if err := c.ResizeDisk(ctx, disk, newSizeMiB); err != nil {
+			var e *cpi.Error
+			if errors.As(err, &e) {
+				e.Method = method
+			}
+			return "", err
+		}
+	}
+	if len(p.Tags) > 0 {
+		md := cpi.Metadata{}
+		maps.Copy(md, p.Tags)
+		if err := c.addTags(ctx, "disk", string(disk), md, d.Tags.Tag); err != nil {
+			return "", c.errf(ctx, method, string(disk), cpi.CloudError, false, err, "")
+		}
+	}
+	c.log.Info("updated disk", "disk_cid", disk, "category", category, "size_gib", max(size, d.Size))
+	return disk, nil
 }

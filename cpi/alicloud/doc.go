@@ -1,8 +1,9 @@
 // Package alicloud is the Alibaba Cloud CPI, built on alibaba-cloud-sdk-go (V1,
 // services/ecs and services/vpc): ECS instances from images, VSwitches and security
 // groups, private addresses for manual networks, EIPs for vip networks, cloud disks
-// and snapshots, images imported from OSS or light stemcells naming an image per
-// region.
+// and snapshots (resized in place; update_disk changes category and performance
+// level with ModifyDiskSpec), images imported from OSS or light stemcells naming an
+// image per region.
 //
 // It follows BOSH's Alibaba Cloud CPI where behaviour is visible from outside: the
 // global configuration and cloud_properties keys have its names; an instance is
@@ -24,5 +25,7 @@
 // and parameter errors never. create_vm says ok_to_retry only when the cloud made
 // nothing or cleaned up after itself. The access key secret and security token
 // appear in no log line, error or printed config, and neither does the request URL
-// (signed, and carrying the user data).
+// (signed, and carrying the user data). The SDK's own debug output (DEBUG=sdk in
+// the environment) prints whole requests, user data included: never enable it
+// where the director's agents are real.
 package alicloud

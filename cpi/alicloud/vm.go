@@ -113,6 +113,9 @@ func (c *CPI) checkVM(req *vmRequest) error {
 		}
 		switch n.Type {
 		case "manual", "", "dynamic":
+			if n.Type != "dynamic" && n.IP == "" {
+				return fmt.Errorf("manual network %q has no ip", name)
+			}
 			if req.private != "" {
 				return fmt.Errorf("networks %q and %q: an ECS instance takes one manual or dynamic network", req.private, name)
 			}
@@ -180,6 +183,14 @@ func (c *CPI) checkVM(req *vmRequest) error {
 	if p.SystemDisk != nil {
 		req.sysDisk = *p.SystemDisk
 	}
+	if req.sysDisk.Encrypted != nil || req.sysDisk.KMSKeyID != "" || req.sysDisk.DeleteWithInstance != nil {
+		return errors.New("system_disk takes size, category, performance_level and tags: ECS's CreateInstance cannot encrypt it, and it always goes with the instance")
+	}
+	for k := range req.sysDisk.Tags {
+		if err := checkTagKey(k); err != nil {
+			return fmt.Errorf("system_disk: %w", err)
+		}
+	}
 	req.sysDisk.Category = cmp.Or(req.sysDisk.Category, "cloud_efficiency")
 	if req.sysDisk.Category != "cloud_efficiency" && req.sysDisk.Category != "cloud_ssd" && req.sysDisk.Category != "cloud_essd" && req.sysDisk.Category != "cloud_auto" {
 		return fmt.Errorf("system_disk category %q: the system disk is cloud_efficiency, cloud_ssd, cloud_essd or cloud_auto", req.sysDisk.Category)
@@ -187,6 +198,11 @@ func (c *CPI) checkVM(req *vmRequest) error {
 	if e := p.EphemeralDisk; e != nil && e.Size > 0 {
 		d := *e
 		d.Category = cmp.Or(d.Category, "cloud_efficiency")
+		for k := range d.Tags {
+			if err := checkTagKey(k); err != nil {
+				return fmt.Errorf("ephemeral_disk: %w", err)
+			}
+		}
 		req.ephDisk = &d
 	}
 	req.userData = func(nets cpi.Networks, name string) ([]byte, error) {
@@ -313,7 +329,7 @@ func (c *CPI) createInstance(ctx context.Context, req vmRequest) (cpi.VMCID, cpi
 	if e := req.ephDisk; e != nil {
 		dd := ecs.CreateInstanceDataDisk{DiskName: ephemeralName, Category: e.Category, PerformanceLevel: e.PerformanceLevel,
 			Size:               strconv.Itoa(max(gib(int(e.Size)), minDiskGiB(e.Category))),
-			DeleteWithInstance: "true"}
+			DeleteWithInstance: strconv.FormatBool(e.DeleteWithInstance == nil || *e.DeleteWithInstance)}
 		if c.encrypted(e.Encrypted) {
 			dd.Encrypted, dd.KMSKeyId = "true", cmp.Or(e.KMSKeyID, c.cfg.KMSKeyID)
 		}
@@ -376,6 +392,9 @@ func (c *CPI) createInstance(ctx context.Context, req vmRequest) (cpi.VMCID, cpi
 	if err != nil {
 		return failed(err)
 	}
+	if err := c.tagInstanceDisks(ctx, req, id); err != nil {
+		return failed(err)
+	}
 	nets := maps.Clone(spec.Networks)
 	if ips := inst.VpcAttributes.PrivateIpAddress.IpAddress; len(ips) > 0 {
 		n := nets[req.private]
@@ -423,6 +442,37 @@ func (c *CPI) createInstance(ctx context.Context, req vmRequest) (cpi.VMCID, cpi
 	}
 	c.log.Info("created VM", "vm_cid", id, "agent_id", spec.AgentID, "instance", cpi.InstanceFrom(ctx), "zone", req.zone)
 	return vm, nets, false, nil
+}
+
+// tagInstanceDisks puts the system_disk's and ephemeral_disk's tags on the disks
+// ECS made with the instance (CreateInstance cannot tag them).
+func (c *CPI) tagInstanceDisks(ctx context.Context, req vmRequest, id string) error {
+	var eph map[string]string
+	if req.ephDisk != nil {
+		eph = req.ephDisk.Tags
+	}
+	if len(req.sysDisk.Tags) == 0 && len(eph) == 0 {
+		return nil
+	}
+	r := ecs.CreateDescribeDisksRequest()
+	r.InstanceId = id
+	r.PageSize = requests.NewInteger(100)
+	resp := ecs.CreateDescribeDisksResponse()
+	if err := c.do(ctx, call{ep: c.ecs, idempotent: true}, r, resp); err != nil {
+		return fmt.Errorf("tag the instance's disks: %w", err)
+	}
+	for _, d := range resp.Disks.Disk {
+		tags := eph
+		if d.Type == "system" {
+			tags = req.sysDisk.Tags
+		} else if d.DiskName != ephemeralName {
+			continue
+		}
+		if err := c.addTags(ctx, "disk", d.DiskId, tags, d.Tags.Tag); err != nil {
+			return fmt.Errorf("tag disk %s: %w", d.DiskId, err)
+		}
+	}
+	return nil
 }
 
 func (c *CPI) encrypted(prop *bool) bool {
@@ -645,10 +695,11 @@ func (c *CPI) RebootVM(ctx context.Context, vm cpi.VMCID) error {
 // instance takes the instance's name.
 func (c *CPI) SetVMMetadata(ctx context.Context, vm cpi.VMCID, md cpi.Metadata) error {
 	const method = "set_vm_metadata"
-	if _, err := c.getInstance(ctx, method, vm); err != nil {
+	inst, err := c.getInstance(ctx, method, vm)
+	if err != nil {
 		return err
 	}
-	if err := c.addTags(ctx, "instance", string(vm), md); err != nil {
+	if err := c.addTags(ctx, "instance", string(vm), md, inst.Tags.Tag); err != nil {
 		return c.errf(ctx, method, string(vm), cpi.CloudError, false, err, "")
 	}
 	if name := instanceName(md["name"]); name != "" {
@@ -688,22 +739,31 @@ func instanceName(s string) string {
 	return s
 }
 
-// addTags puts md on the resource as tags, keeping the CPI's own and what ECS
-// refuses out, at most ECS's limit.
-func (c *CPI) addTags(ctx context.Context, kind, id string, md cpi.Metadata) error {
+// addTags puts md on the resource as tags, keeping the CPI's own keys and what
+// ECS refuses out. ECS keeps 20 tags per resource: keys the resource has are
+// updated, new ones added while there is room, the rest dropped with a warning.
+func (c *CPI) addTags(ctx context.Context, kind, id string, md cpi.Metadata, have []ecs.Tag) error {
+	existing := map[string]bool{}
+	for _, t := range have {
+		existing[t.TagKey] = true
+	}
+	room := maxTags - len(existing)
 	var tags []ecs.AddTagsTag
+	var dropped []string
 	for _, k := range slices.Sorted(maps.Keys(md)) {
-		if k == agentTag || k == tokenTag || checkTagKey(k) != nil {
+		switch {
+		case k == agentTag || k == tokenTag || checkTagKey(k) != nil:
 			continue
+		case !existing[k] && room <= 0:
+			dropped = append(dropped, k)
+			continue
+		case !existing[k]:
+			room--
 		}
 		tags = append(tags, ecs.AddTagsTag{Key: k, Value: clipTag(md[k])})
 	}
-	if len(tags) == 0 {
-		return nil
-	}
-	if len(tags) > maxTags-2 {
-		c.log.Warn("too many metadata keys for ECS tags; keeping the first", "resource", id, "keys", len(tags), "kept", maxTags-2)
-		tags = tags[:maxTags-2]
+	if len(dropped) > 0 {
+		c.log.Warn("ECS keeps 20 tags per resource; metadata keys dropped", "resource", id, "dropped", strings.Join(dropped, ","))
 	}
 	// AddTags takes at most 10 at a time.
 	for len(tags) > 0 {

@@ -29,6 +29,7 @@ var ecsActions = map[string]actionFunc{
 	"DetachDisk":              (*Cloud).detachDisk,
 	"DeleteDisk":              (*Cloud).deleteDisk,
 	"ResizeDisk":              (*Cloud).resizeDisk,
+	"ModifyDiskSpec":          (*Cloud).modifyDiskSpec,
 	"CreateSnapshot":          (*Cloud).createSnapshot,
 	"DescribeSnapshots":       (*Cloud).describeSnapshots,
 	"DeleteSnapshot":          (*Cloud).deleteSnapshot,
@@ -650,6 +651,34 @@ func (c *Cloud) resizeDisk(p params) (map[string]any, *apiError) {
 	}
 	d.nextSize, d.polls = size, 0
 	return map[string]any{}, nil
+}
+
+// conversions are the category changes ModifyDiskSpec makes in place.
+var conversions = map[[2]string]bool{
+	{"cloud_efficiency", "cloud_ssd"}: true, {"cloud_efficiency", "cloud_essd"}: true, {"cloud_ssd", "cloud_essd"}: true,
+	{"cloud", "cloud_efficiency"}: true, {"cloud", "cloud_ssd"}: true, {"cloud_essd", "cloud_essd"}: true,
+}
+
+func (c *Cloud) modifyDiskSpec(p params) (map[string]any, *apiError) {
+	d, e := c.getDisk(p)
+	if e != nil {
+		return nil, e
+	}
+	to := or(p.get("DiskCategory"), d.Category)
+	if to != d.Category && !conversions[[2]string{d.Category, to}] {
+		return nil, errf(403, "InvalidDiskCategory.Conversion", "A %s disk cannot be converted to %s.", d.Category, to)
+	}
+	if d.Status != "Available" && d.Status != "In_use" {
+		return nil, incorrectDisk(d)
+	}
+	if pl := p.get("PerformanceLevel"); pl != "" {
+		if to != "cloud_essd" {
+			return nil, errf(400, "InvalidPerformanceLevel.Malformed", "Only cloud_essd disks have performance levels.")
+		}
+		d.PerformanceLevel = pl
+	}
+	d.Category = to
+	return map[string]any{"TaskId": "t-" + newID(12)}, nil
 }
 
 // --- snapshots ---

@@ -39,20 +39,22 @@ import (
 const (
 	AccessKeyID     = "LTAI5tBosunFakeKey01"
 	AccessKeySecret = "fake-secret-Kq7vZ2pW"
-	Region          = "cn-beijing"
-	ZoneA           = "cn-beijing-a"
-	ZoneB           = "cn-beijing-b"
-	VPC             = "vpc-bosun"
-	VSwitchA        = "vsw-bosun-a"    // 10.0.0.0/24 in ZoneA
-	VSwitchB        = "vsw-bosun-b"    // 10.1.0.0/24 in ZoneB
-	VSwitchTiny     = "vsw-bosun-tiny" // 10.9.0.0/29 in ZoneA: four free addresses
-	SecurityGroup   = "sg-bosun"
-	SecurityGroup2  = "sg-bosun-extra"
-	KeyPair         = "bosh"
-	EIP             = "47.95.0.10"
-	EIP2            = "47.95.0.11"
-	OSSBucket       = "bosun-stemcells"
-	OSSObject       = "bosh-stemcell-alicloud.raw"
+	// SecurityToken is the STS token the region accepts when a request carries one.
+	SecurityToken  = "fake-sts-token-Rm4xQ9"
+	Region         = "cn-beijing"
+	ZoneA          = "cn-beijing-a"
+	ZoneB          = "cn-beijing-b"
+	VPC            = "vpc-bosun"
+	VSwitchA       = "vsw-bosun-a"    // 10.0.0.0/24 in ZoneA
+	VSwitchB       = "vsw-bosun-b"    // 10.1.0.0/24 in ZoneB
+	VSwitchTiny    = "vsw-bosun-tiny" // 10.9.0.0/29 in ZoneA: four free addresses
+	SecurityGroup  = "sg-bosun"
+	SecurityGroup2 = "sg-bosun-extra"
+	KeyPair        = "bosh"
+	EIP            = "47.95.0.10"
+	EIP2           = "47.95.0.11"
+	OSSBucket      = "bosun-stemcells"
+	OSSObject      = "bosh-stemcell-alicloud.raw"
 	// InstanceTypeNVMe attaches disks as NVMe devices.
 	InstanceTypeNVMe = "ecs.g7se.large"
 )
@@ -90,7 +92,7 @@ type Fault struct {
 }
 
 // Request is one logged request. Params hold every parameter but the signature,
-// the access key id, UserData and Password.
+// the access key id, the security token, UserData and Password.
 type Request struct {
 	Action, Version string
 	Status          int
@@ -161,28 +163,27 @@ type Cloud struct {
 	srv  *httptest.Server
 	opts Options
 
-	mu          sync.Mutex
-	nonces      map[string]bool
-	types       []instanceType
-	zones       []string
-	vswitches   []vswitch
-	sgs         []string
-	keyPairs    []string
-	oss         map[string]bool
-	instances   map[string]*Instance
-	disks       map[string]*Disk
-	images      map[string]*Image
-	snapshots   map[string]*Snapshot
-	eips        []*Eip
-	tokens      map[string]string // ClientToken → resource id
-	faults      []*Fault
-	log         []Request
-	fate        string
-	imageFate   string
-	onStart     func(Instance, []byte)
-	onStop      func(Instance)
-	hooks       []func()
-	requestSeen int
+	mu        sync.Mutex
+	nonces    map[string]bool
+	types     []instanceType
+	zones     []string
+	vswitches []vswitch
+	sgs       []string
+	keyPairs  []string
+	oss       map[string]bool
+	instances map[string]*Instance
+	disks     map[string]*Disk
+	images    map[string]*Image
+	snapshots map[string]*Snapshot
+	eips      []*Eip
+	tokens    map[string]string // ClientToken → resource id
+	faults    []*Fault
+	log       []Request
+	fate      string
+	imageFate string
+	onStart   func(Instance, []byte)
+	onStop    func(Instance)
+	hooks     []func()
 }
 
 // New starts a region, closed when the test ends.
@@ -492,7 +493,7 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request) {
 	entry := Request{Action: action, Version: p["Version"], RequestID: rid, Params: map[string]string{}}
 	for k, v := range p {
 		switch k {
-		case "Signature", "AccessKeyId", "UserData", "Password", "SignatureNonce", "Timestamp":
+		case "Signature", "AccessKeyId", "UserData", "Password", "SignatureNonce", "Timestamp", "SecurityToken":
 		default:
 			entry.Params[k] = v
 		}
@@ -638,6 +639,9 @@ func (c *Cloud) authenticate(method string, p params) *apiError {
 	if !hmac.Equal([]byte(base64.StdEncoding.EncodeToString(mac.Sum(nil))), []byte(p["Signature"])) {
 		// Like the real service, quote the string to sign (every parameter).
 		return errf(400, "SignatureDoesNotMatch", "Specified signature is not matched with our calculation. server string to sign is:%s", toSign)
+	}
+	if t, ok := p["SecurityToken"]; ok && t != SecurityToken {
+		return errf(400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
