@@ -119,14 +119,16 @@ func (r *healthRole) Run(ctx context.Context) error {
 	return r.m.Run(ctx, bus.Conn{NC: nc}, el)
 }
 
-// setResurrectionRules hands the monitor each deployment's `resurrection:` rules from
-// bosun.yml; the reconciler's wiring calls it whenever it accepts a revision. Without a
-// monitor on this director it does nothing: the active monitor's director sets its own.
-func (d *director) setResurrectionRules(rules map[string]hm.Rules) error {
+// setResurrectionRules hands the monitor the resurrection rules of bosun.yml: def from
+// its top-level `resurrection:` section, byDeployment from each `deployments.<name>.
+// resurrection:` (hm.RulesFromMap converts a section kept as a generic map). The
+// reconciler's wiring calls it whenever it accepts a revision. Without a monitor on this
+// director it does nothing.
+func (d *director) setResurrectionRules(def hm.Rules, byDeployment map[string]hm.Rules) error {
 	if d.monitor == nil {
 		return nil
 	}
-	return d.monitor.SetRules(rules)
+	return d.monitor.SetRules(def, byDeployment)
 }
 
 // cloudChecker is `bosun cck` for the API: the scan reads the store, asks the CPIs
