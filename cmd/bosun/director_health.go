@@ -131,6 +131,26 @@ func (d *director) setResurrectionRules(def hm.Rules, byDeployment map[string]hm
 	return d.monitor.SetRules(def, byDeployment)
 }
 
+// setResurrectionSections is setResurrectionRules for a bosun.yml reader that keeps each
+// `resurrection:` section as a generic map (nil when absent): the top-level one and each
+// deployment's. A bad section is an error naming it, and the rules in force stay.
+func (d *director) setResurrectionSections(def map[string]any, byDeployment map[string]map[string]any) error {
+	dr, err := hm.RulesFromMap("bosun.yml: resurrection", def)
+	if err != nil {
+		return err
+	}
+	by := make(map[string]hm.Rules, len(byDeployment))
+	for name, raw := range byDeployment {
+		if raw == nil {
+			continue // no section: the default applies
+		}
+		if by[name], err = hm.RulesFromMap("bosun.yml: deployments."+name+".resurrection", raw); err != nil {
+			return err
+		}
+	}
+	return d.setResurrectionRules(dr, by)
+}
+
 // cloudChecker is `bosun cck` for the API: the scan reads the store, asks the CPIs
 // through lookup, and judges agents by this director's heartbeat table when it runs the
 // monitor (every director tracks heartbeats, active or not).
