@@ -414,7 +414,8 @@ func truncate(s string, n int) string {
 type Stats struct {
 	Active bool `json:"active"`
 	// Agents is how many agents have been heard from; Expected how many the inventory names.
-	Agents, Expected int
+	Agents           int   `json:"agents"`
+	Expected         int   `json:"expected"`
 	Heartbeats       int64 `json:"heartbeats"`
 	Dropped          int64 `json:"dropped"`
 	AgentAlerts      int64 `json:"agent_alerts"`
