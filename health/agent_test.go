@@ -7,6 +7,7 @@ import (
 
 	boshagent "github.com/bosun-gitops/bosun/agent"
 	"github.com/bosun-gitops/bosun/bus"
+	"github.com/bosun-gitops/bosun/state"
 )
 
 // The real agent's heartbeats, over the real bus with its own credentials, keep its
@@ -45,6 +46,13 @@ func TestRealAgentHeartbeatsThenDies(t *testing.T) {
 		}
 	}
 	stop()
+	// Heartbeats sent just before the stop may still be on their way: once the server
+	// has the agent's last message (flush) and the monitor has a later one from another
+	// sender, none is left to arrive after the clock moves.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	e.heartbeatSeen(e.agent("marker"), state.Instance{}, "running")
 	e.clock.Advance(61 * time.Second)
 	rep := e.analyze()
 	if len(rep.Unresponsive) != 1 || len(rep.Enqueued) != 1 {

@@ -142,7 +142,10 @@ func (m *Monitor) Analyze(ctx context.Context) (Report, error) {
 				})
 				continue
 			}
-			m.alert.resolve("timeout:" + inst.AgentID)
+			if m.alert.active("timeout:" + inst.AgentID) {
+				m.log.Info("agent heartbeating again", "deployment", dep, "instance", e.name(), "agent", inst.AgentID)
+				m.alert.resolve("timeout:" + inst.AgentID)
+			}
 			m.alert.resolve("norez:" + inst.ID)
 			delete(m.retry, inst.ID)
 			if h.jobState == jobFailing && !h.last.IsZero() {

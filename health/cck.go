@@ -45,6 +45,10 @@ type Problem struct {
 	Default     string   `json:"default"`
 }
 
+// ReasonVMMissing starts the ResurrectParams.Reason of a recreate of VMs the cloud no
+// longer has (the reconciler then creates without deleting first).
+const ReasonVMMissing = "vm missing"
+
 // ErrUnsupported is what a Cloud returns when its CPI cannot answer a question.
 var ErrUnsupported = errors.New("not supported by the CPI")
 
@@ -250,9 +254,12 @@ func (s *Scanner) Resolve(ctx context.Context, problems []Problem, choices map[s
 		locked[l.Deployment] = true
 	}
 	var out []Resolved
-	recreate := map[string][]int{} // deployment → indexes into out
-	recreateIDs := map[string][]string{}
-	var reasons = map[string][]string{}
+	// Recreates go as one resurrect task per deployment and kind: missing VMs (reason
+	// "vm missing…", so the reconciler does not try to delete them first) and the rest.
+	type batch struct{ deployment, reason string }
+	recreate := map[batch][]int{} // → indexes into out
+	ids := map[batch][]string{}
+	names := map[batch][]string{}
 	for _, p := range problems {
 		r := Resolved{ProblemID: p.ID, Resolution: p.Default}
 		if c, ok := choices[p.ID]; ok {
@@ -263,11 +270,15 @@ func (s *Scanner) Resolve(ctx context.Context, problems []Problem, choices map[s
 			r.Error = fmt.Sprintf("%q is not a resolution of %s (choose from %s)", r.Resolution, p.Type, strings.Join(p.Resolutions, ", "))
 		case r.Resolution == ResolutionIgnore:
 		case r.Resolution == ResolutionRecreateVM:
-			if !slices.Contains(recreateIDs[p.Deployment], p.InstanceID) {
-				recreateIDs[p.Deployment] = append(recreateIDs[p.Deployment], p.InstanceID)
-				reasons[p.Deployment] = append(reasons[p.Deployment], p.Instance+": "+strings.ReplaceAll(p.Type, "_", " "))
+			b := batch{p.Deployment, "cloud check"}
+			if p.Type == ProblemMissingVM {
+				b.reason = ReasonVMMissing
 			}
-			recreate[p.Deployment] = append(recreate[p.Deployment], len(out))
+			if !slices.Contains(ids[b], p.InstanceID) {
+				ids[b] = append(ids[b], p.InstanceID)
+				names[b] = append(names[b], p.Instance)
+			}
+			recreate[b] = append(recreate[b], len(out))
 		case locked[p.Deployment]:
 			r.Error = "a task holds deployment " + p.Deployment + "; try again when it ends"
 		default:
@@ -277,18 +288,21 @@ func (s *Scanner) Resolve(ctx context.Context, problems []Problem, choices map[s
 		}
 		out = append(out, r)
 	}
-	deps := make([]string, 0, len(recreate))
-	for d := range recreate {
-		deps = append(deps, d)
+	batches := make([]batch, 0, len(recreate))
+	for b := range recreate {
+		batches = append(batches, b)
 	}
-	slices.Sort(deps)
-	for _, d := range deps {
-		params, _ := json.Marshal(state.ResurrectParams{Instances: recreateIDs[d], Reason: truncate("cloud check: "+strings.Join(reasons[d], ", "), 1000)})
+	slices.SortFunc(batches, func(a, b batch) int {
+		return strings.Compare(a.deployment+"\x00"+a.reason, b.deployment+"\x00"+b.reason)
+	})
+	for _, b := range batches {
+		reason := truncate(b.reason+": "+strings.Join(names[b], ", "), 1000)
+		params, _ := json.Marshal(state.ResurrectParams{Instances: ids[b], Reason: reason})
 		t, err := s.Store.Enqueue(ctx, state.Task{
-			Type: state.TaskResurrect, Deployment: d, User: "cck", Params: params,
-			Description: truncate("cloud check: recreate "+strings.Join(reasons[d], ", "), 500),
+			Type: state.TaskResurrect, Deployment: b.deployment, User: "cck", Params: params,
+			Description: truncate("cloud check: recreate "+strings.Join(names[b], ", "), 500),
 		})
-		for _, i := range recreate[d] {
+		for _, i := range recreate[b] {
 			if err != nil {
 				out[i].Error = err.Error()
 			} else {

@@ -88,7 +88,7 @@ func TestCloudCheckScanAndResolve(t *testing.T) {
 		t.Fatalf("tasks = %+v", tasks)
 	}
 	p := resurrectParams(t, tasks[0])
-	if diff := cmp.Diff([]string{insts["app-web-0"].ID}, p.Instances); diff != "" || !strings.Contains(p.Reason, "missing vm") {
+	if diff := cmp.Diff([]string{insts["app-web-0"].ID}, p.Instances); diff != "" || !strings.HasPrefix(p.Reason, ReasonVMMissing) {
 		t.Errorf("params = %+v (%s)", p, diff)
 	}
 	for _, r := range res {

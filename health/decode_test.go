@@ -1,6 +1,7 @@
 package health
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 
@@ -66,5 +67,37 @@ func BenchmarkDecodeHeartbeat(b *testing.B) {
 			}
 		}
 		cpu.report(b, b.N)
+	})
+}
+
+// FuzzHandleMessages: no subject or payload crashes the monitor or counts as a
+// heartbeat unless it is one.
+func FuzzHandleMessages(f *testing.F) {
+	f.Add("hm.agent.heartbeat.a1", []byte(`{"job_state":"running","node_id":"00000000-0000-4000-8000-000000000000"}`))
+	f.Add("hm.agent.alert.a1", []byte(`{"id":"x","severity":2,"title":"t","summary":"s","created_at":-1}`))
+	f.Add("hm.agent.heartbeat.", []byte(`{}`))
+	f.Add("hm.agent.heartbeat.a.b", []byte(`{}`))
+	f.Add("hm.agent.alert.a1", []byte(`{"severity":"high"}`))
+	f.Add("hm.agent.heartbeat.a1", []byte("\xff\xfe"))
+	inv := newMemInventory(1, 2)
+	m, err := New(Config{MaxMessageBytes: 1024}, inv, inv, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := m.Analyze(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	m.leader.Store(true)
+	f.Fuzz(func(t *testing.T, subject string, data []byte) {
+		before := m.Stats()
+		m.HandleHeartbeat(subject, data)
+		m.HandleAlert(subject, data)
+		after := m.Stats()
+		if after.Heartbeats > before.Heartbeats {
+			var hb heartbeatWire
+			if decodeHeartbeat(data, &hb) != nil {
+				t.Fatalf("%q on %s counted as a heartbeat", data, subject)
+			}
+		}
 	})
 }

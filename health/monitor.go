@@ -58,7 +58,7 @@ type Config struct {
 	// while the condition lasts (default 1 h).
 	DedupWindow time.Duration
 	Meltdown    Meltdown
-	// DefaultRules apply to deployments SetRules gave nothing for.
+	// DefaultRules apply until SetRules gives others.
 	DefaultRules Rules
 	// MaxMessageBytes bounds a heartbeat or alert; larger ones are dropped (default 64 KiB).
 	MaxMessageBytes int
@@ -142,7 +142,7 @@ type Monitor struct {
 
 	// analysis state, owned by Analyze (analyzeMu)
 	analyzeMu  sync.Mutex
-	rules      atomic.Pointer[map[string]Rules]
+	rules      atomic.Pointer[ruleSet]
 	down       map[string]map[string]time.Time // deployment → instance id → last seen down
 	unlockedAt map[string]time.Time
 	locked     map[string]bool
@@ -233,33 +233,42 @@ func New(cfg Config, inv Inventory, q Queue, log *slog.Logger) (*Monitor, error)
 		retry:      map[string]*retryState{},
 	}
 	m.alert = newDispatcher(cfg.Plugins, cfg.DedupWindow, cfg.Now, log)
+	m.rules.Store(&ruleSet{def: cfg.DefaultRules})
 	m.since.Store(cfg.Now().UnixNano())
 	m.invSnap.Store(&inventory{byAgent: map[string]*expected{}, byInstance: map[string]*expected{}, deployments: map[string][]*expected{}})
 	return m, nil
 }
 
-// SetRules replaces every deployment's resurrection rules (from bosun.yml); deployments
-// missing from rules get Config.DefaultRules. Safe to call at any time.
-func (m *Monitor) SetRules(rules map[string]Rules) error {
-	cp := make(map[string]Rules, len(rules))
-	for d, r := range rules {
+// SetRules replaces the resurrection rules (from bosun.yml): byDeployment per
+// deployment, def for every deployment it does not name. Safe to call at any time; the
+// next analysis uses them.
+func (m *Monitor) SetRules(def Rules, byDeployment map[string]Rules) error {
+	if err := def.Validate("default resurrection rules"); err != nil {
+		return err
+	}
+	rs := &ruleSet{def: def, by: make(map[string]Rules, len(byDeployment))}
+	for d, r := range byDeployment {
 		if err := r.Validate("resurrection rules of deployment " + d); err != nil {
 			return err
 		}
-		cp[d] = r
+		rs.by[d] = r
 	}
-	m.rules.Store(&cp)
+	m.rules.Store(rs)
 	return nil
+}
+
+type ruleSet struct {
+	def Rules
+	by  map[string]Rules
 }
 
 // RulesFor returns the rules in force for deployment.
 func (m *Monitor) RulesFor(deployment string) Rules {
-	if p := m.rules.Load(); p != nil {
-		if r, ok := (*p)[deployment]; ok {
-			return r
-		}
+	rs := m.rules.Load()
+	if r, ok := rs.by[deployment]; ok {
+		return r
 	}
-	return m.cfg.DefaultRules
+	return rs.def
 }
 
 // Subscribe starts tracking heartbeats and alerts on t until the returned func is called.
@@ -405,7 +414,8 @@ func truncate(s string, n int) string {
 type Stats struct {
 	Active bool `json:"active"`
 	// Agents is how many agents have been heard from; Expected how many the inventory names.
-	Agents, Expected int
+	Agents           int   `json:"agents"`
+	Expected         int   `json:"expected"`
 	Heartbeats       int64 `json:"heartbeats"`
 	Dropped          int64 `json:"dropped"`
 	AgentAlerts      int64 `json:"agent_alerts"`

@@ -156,20 +156,23 @@ func TestOneDownOfFourIsManaged(t *testing.T) {
 func TestRulesExcludeGroupsAndPersistentDisks(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
+		def   Rules
 		rules map[string]Rules
 		want  []string // groups resurrected
 	}{
-		{"defaults: disks are not resurrected", nil, []string{"web", "worker"}},
-		{"exclude a group", map[string]Rules{"app": {Exclude: GroupSelector{InstanceGroups: []string{"worker"}}}}, []string{"web"}},
-		{"include only a group", map[string]Rules{"app": {Include: GroupSelector{InstanceGroups: []string{"worker"}}}}, []string{"worker"}},
-		{"disks allowed", map[string]Rules{"app": {PersistentDisks: true}}, []string{"db", "web", "worker"}},
-		{"off", map[string]Rules{"app": {Enabled: new(false)}}, nil},
-		{"other deployment's rules do not apply", map[string]Rules{"other": {Enabled: new(false)}}, []string{"web", "worker"}},
+		{"defaults: disks are not resurrected", Rules{}, nil, []string{"web", "worker"}},
+		{"exclude a group", Rules{}, map[string]Rules{"app": {Exclude: GroupSelector{InstanceGroups: []string{"worker"}}}}, []string{"web"}},
+		{"include only a group", Rules{}, map[string]Rules{"app": {Include: GroupSelector{InstanceGroups: []string{"worker"}}}}, []string{"worker"}},
+		{"disks allowed", Rules{}, map[string]Rules{"app": {PersistentDisks: true}}, []string{"db", "web", "worker"}},
+		{"off", Rules{}, map[string]Rules{"app": {Enabled: new(false)}}, nil},
+		{"other deployment's rules do not apply", Rules{}, map[string]Rules{"other": {Enabled: new(false)}}, []string{"web", "worker"}},
+		{"fleet-wide default applies", Rules{Exclude: GroupSelector{[]string{"web"}}}, map[string]Rules{"other": {}}, []string{"worker"}},
+		{"a deployment's own rules win over the default", Rules{Enabled: new(false)}, map[string]Rules{"app": {}}, []string{"web", "worker"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, Config{AgentTimeout: time.Minute, Meltdown: Meltdown{MinDown: 100}})
 			insts := e.deploy("app", map[string]int{"web": 1, "worker": 1, "db": 1}, "db")
-			if err := e.m.SetRules(tc.rules); err != nil {
+			if err := e.m.SetRules(tc.def, tc.rules); err != nil {
 				t.Fatal(err)
 			}
 			e.analyze()

@@ -74,6 +74,20 @@ func ParseRules(name string, data []byte) (Rules, error) {
 	return r, r.Validate(name)
 }
 
+// RulesFromMap converts a `resurrection:` section already decoded into a generic map
+// (as a bosun.yml reader that does not know these rules keeps it) into Rules, with the
+// same checks as ParseRules. A nil map is the default rules.
+func RulesFromMap(name string, raw map[string]any) (Rules, error) {
+	if raw == nil {
+		return Rules{}, nil
+	}
+	data, err := yaml.Marshal(raw)
+	if err != nil {
+		return Rules{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return ParseRules(name, data)
+}
+
 // Validate checks rules for contradictions and empty names.
 func (r Rules) Validate(name string) error {
 	for _, sel := range []struct {

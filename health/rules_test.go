@@ -80,7 +80,33 @@ func TestConfigRejectsNonsense(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.SetRules(map[string]Rules{"web": {Include: GroupSelector{[]string{"a"}}, Exclude: GroupSelector{[]string{"a"}}}}); err == nil {
+	bad := Rules{Include: GroupSelector{[]string{"a"}}, Exclude: GroupSelector{[]string{"a"}}}
+	if err := m.SetRules(Rules{}, map[string]Rules{"web": bad}); err == nil {
 		t.Error("SetRules accepted contradictory rules")
+	}
+	if err := m.SetRules(bad, nil); err == nil {
+		t.Error("SetRules accepted contradictory default rules")
+	}
+}
+
+func TestRulesFromMap(t *testing.T) {
+	// What a generic bosun.yml reader keeps of the section.
+	var raw map[string]any
+	if err := yaml.Unmarshal([]byte("enabled: true\nexclude: {instance_groups: [db]}\npersistent_disks: true\n"), &raw); err != nil {
+		t.Fatal(err)
+	}
+	got, err := RulesFromMap("bosun.yml: deployments.web.resurrection", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Rules{Enabled: new(true), Exclude: GroupSelector{[]string{"db"}}, PersistentDisks: true}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rules (-want +got):\n%s", diff)
+	}
+	if r, err := RulesFromMap("x", nil); err != nil || !r.On() {
+		t.Errorf("nil map = %+v, %v", r, err)
+	}
+	if _, err := RulesFromMap("bosun.yml: resurrection", map[string]any{"enabled": true, "persistant_disks": true}); err == nil || !strings.Contains(err.Error(), "bosun.yml: resurrection") {
+		t.Errorf("typo: %v", err)
 	}
 }

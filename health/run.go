@@ -74,10 +74,17 @@ func (m *Monitor) lead(ctx context.Context, lease Lease) {
 	defer analyze.Stop()
 	check := time.NewTicker(m.cfg.LeaseCheck)
 	defer check.Stop()
+	stats := time.NewTicker(time.Minute) // BOSH's log_stats interval
+	defer stats.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-stats.C:
+			st := m.Stats()
+			m.log.Debug("health monitor stats", "agents", st.Agents, "expected", st.Expected, "heartbeats", st.Heartbeats,
+				"dropped", st.Dropped, "alerts_delivered", st.AlertsDelivered, "alerts_suppressed", st.AlertsSuppressed,
+				"alerts_failed", st.AlertsFailed, "resurrections", st.Resurrections, "meltdowns", st.Meltdowns)
 		case <-check.C:
 			cctx, cancel := context.WithTimeout(ctx, m.cfg.LeaseCheck)
 			err := lease.Check(cctx)

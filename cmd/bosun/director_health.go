@@ -119,14 +119,36 @@ func (r *healthRole) Run(ctx context.Context) error {
 	return r.m.Run(ctx, bus.Conn{NC: nc}, el)
 }
 
-// setResurrectionRules hands the monitor each deployment's `resurrection:` rules from
-// bosun.yml; the reconciler's wiring calls it whenever it accepts a revision. Without a
-// monitor on this director it does nothing: the active monitor's director sets its own.
-func (d *director) setResurrectionRules(rules map[string]hm.Rules) error {
+// setResurrectionRules hands the monitor the resurrection rules of bosun.yml: def from
+// its top-level `resurrection:` section, byDeployment from each `deployments.<name>.
+// resurrection:` (hm.RulesFromMap converts a section kept as a generic map). The
+// reconciler's wiring calls it whenever it accepts a revision. Without a monitor on this
+// director it does nothing.
+func (d *director) setResurrectionRules(def hm.Rules, byDeployment map[string]hm.Rules) error {
 	if d.monitor == nil {
 		return nil
 	}
-	return d.monitor.SetRules(rules)
+	return d.monitor.SetRules(def, byDeployment)
+}
+
+// setResurrectionSections is setResurrectionRules for a bosun.yml reader that keeps each
+// `resurrection:` section as a generic map (nil when absent): the top-level one and each
+// deployment's. A bad section is an error naming it, and the rules in force stay.
+func (d *director) setResurrectionSections(def map[string]any, byDeployment map[string]map[string]any) error {
+	dr, err := hm.RulesFromMap("bosun.yml: resurrection", def)
+	if err != nil {
+		return err
+	}
+	by := make(map[string]hm.Rules, len(byDeployment))
+	for name, raw := range byDeployment {
+		if raw == nil {
+			continue // no section: the default applies
+		}
+		if by[name], err = hm.RulesFromMap("bosun.yml: deployments."+name+".resurrection", raw); err != nil {
+			return err
+		}
+	}
+	return d.setResurrectionRules(dr, by)
 }
 
 // cloudChecker is `bosun cck` for the API: the scan reads the store, asks the CPIs

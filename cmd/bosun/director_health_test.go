@@ -103,3 +103,32 @@ func TestCPICloudAdapter(t *testing.T) {
 		t.Errorf("scanner without a monitor = %+v", s)
 	}
 }
+
+func TestSetResurrectionSections(t *testing.T) {
+	m, err := hm.New(hm.Config{}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &director{monitor: m}
+	err = d.setResurrectionSections(map[string]any{"persistent_disks": true},
+		map[string]map[string]any{"web": {"exclude": map[string]any{"instance_groups": []any{"db"}}}, "api": nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.RulesFor("api"); !r.PersistentDisks {
+		t.Errorf("api (no section) = %+v, want the top-level rules", r)
+	}
+	if ok, _ := m.RulesFor("web").Allows("db", false); ok {
+		t.Error("web's own rules not applied")
+	}
+	err = d.setResurrectionSections(nil, map[string]map[string]any{"web": {"enabled": "sometimes"}})
+	if err == nil || !strings.Contains(err.Error(), "bosun.yml: deployments.web.resurrection") {
+		t.Errorf("bad section: %v", err)
+	}
+	if !m.RulesFor("api").PersistentDisks {
+		t.Error("a bad section replaced the rules in force")
+	}
+	if err := (&director{}).setResurrectionSections(nil, nil); err != nil {
+		t.Errorf("without a monitor: %v", err)
+	}
+}
