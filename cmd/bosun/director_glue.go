@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"reflect"
 	"time"
 
 	"github.com/bosun-gitops/bosun/api"
-	hm "github.com/bosun-gitops/bosun/health"
 	"github.com/bosun-gitops/bosun/reconciler"
-	"gopkg.in/yaml.v3"
 )
 
 // The glue between roles that must not import each other: the API's "reconcile now" and
@@ -53,11 +50,11 @@ func (s repoSource) Sources(ctx context.Context) ([]api.Source, error) {
 	return []api.Source{src}, nil
 }
 
-// rulesSync hands the health monitor each deployment's resurrection rules from the last
-// accepted bosun.yml, whenever they change.
+// rulesSync hands the health monitor the resurrection rules of the last accepted
+// bosun.yml whenever they change (the reconciler knows nothing of the monitor).
 type rulesSync struct {
 	d    *director
-	last map[string]hm.Rules
+	last any
 }
 
 func (*rulesSync) Name() string { return "resurrection-rules" }
@@ -66,7 +63,7 @@ func (s *rulesSync) Run(ctx context.Context) error {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
-		if err := s.sync(ctx); err != nil {
+		if err := s.sync(); err != nil {
 			s.d.log.Warn("resurrection rules of bosun.yml not applied; the previous rules stay", "err", err)
 		}
 		select {
@@ -77,38 +74,25 @@ func (s *rulesSync) Run(ctx context.Context) error {
 	}
 }
 
-func (s *rulesSync) sync(ctx context.Context) error {
+func (s *rulesSync) sync() error {
 	cfg := s.d.reconciler.RepoConfig()
-	deps, err := s.d.store.Deployments(ctx)
-	if err != nil {
-		return err
+	var def map[string]any
+	if cfg.Resurrection != nil {
+		def = cfg.Resurrection.Raw
 	}
-	rules := make(map[string]hm.Rules, len(deps))
-	for _, dep := range deps {
-		res := cfg.EffectiveResurrection(dep.Name)
-		raw := res.Raw
-		if raw == nil {
-			raw = map[string]any{}
-			if res.Enabled != nil {
-				raw["enabled"] = *res.Enabled
-			}
+	by := map[string]map[string]any{}
+	for name, dc := range cfg.Deployments {
+		if dc.Resurrection != nil {
+			by[name] = dc.Resurrection.Raw
 		}
-		b, err := yaml.Marshal(raw)
-		if err != nil {
-			return err
-		}
-		r, err := hm.ParseRules(fmt.Sprintf("bosun.yml deployments/%s/resurrection", dep.Name), b)
-		if err != nil {
-			return err
-		}
-		rules[dep.Name] = r
 	}
-	if reflect.DeepEqual(rules, s.last) {
+	now := []any{def, by}
+	if reflect.DeepEqual(now, s.last) {
 		return nil
 	}
-	if err := s.d.setResurrectionRules(rules); err != nil {
+	if err := s.d.setResurrectionSections(def, by); err != nil {
 		return err
 	}
-	s.last = rules
+	s.last = now
 	return nil
 }
