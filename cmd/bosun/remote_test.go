@@ -374,6 +374,7 @@ func TestErrorsAreOneLine(t *testing.T) {
 		t.Errorf("no login: %d %s", code, e)
 	}
 	t.Setenv("BOSUN_ENVIRONMENT", strings.Replace(env.url, "http://", "https://", 1))
+	t.Setenv("BOSUN_TOKEN", "x")
 	if _, e, code := runCLI(t, "deployments"); code != 1 || !strings.Contains(e, "the director serves plain HTTP; log in to its http:// URL") {
 		t.Errorf("https to a plain director: %d %s", code, e)
 	}
