@@ -48,6 +48,8 @@ func TestAuthMatrix(t *testing.T) {
 		{"admin acts", "Bearer " + adminToken, "POST", "/deployments/db/actions", `{"action":"stop","group":"pg","hard":true}`, 202, ""},
 		{"admin on a missing deployment", "Bearer " + adminToken, "GET", "/deployments/nope/instances", "", 404, "no deployment named nope: `bosun deployments` lists them"},
 		{"unknown path", "Bearer " + adminToken, "GET", "/frobnicate", "", 404, "no such API path: GET /frobnicate"},
+		{"wrong method", "Bearer " + adminToken, "PUT", "/deployments/web/actions", "", 405, "PUT /deployments/web/actions: this path takes POST"},
+		{"wrong method, two allowed", "", "PATCH", "/tasks/1", "", 405, "this path takes GET or DELETE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

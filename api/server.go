@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,9 +123,28 @@ func (s *Server) routes() {
 	authed("GET /locks", s.listLocks)
 	authed("GET /revisions", s.listRevisions)
 	authed("GET /sources", s.listSources)
-	s.mux.Handle("/", s.count("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, s.o.Log, &httpError{http.StatusNotFound, fmt.Sprintf("no such API path: %s %s", r.Method, r.URL.Path)})
-	})))
+	s.mux.Handle("/", s.count("other", http.HandlerFunc(s.notFound)))
+}
+
+// notFound answers what no route took: 405 naming the methods the path has, or 404.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{"GET", "POST", "DELETE"} {
+		if m == r.Method {
+			continue
+		}
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := s.mux.Handler(r2); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, s.o.Log, errorf(http.StatusMethodNotAllowed, "%s %s: this path takes %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+		return
+	}
+	writeError(w, s.o.Log, errorf(http.StatusNotFound, "no such API path: %s %s", r.Method, r.URL.Path))
 }
 
 // httpError is an error with the status and message the caller gets.
