@@ -211,3 +211,49 @@ func FuzzAuthenticate(f *testing.F) {
 		}
 	})
 }
+
+func TestTeamOwnership(t *testing.T) {
+	a, err := api.NewAuth(api.Config{
+		Tokens: []api.TokenConfig{
+			{Name: "db-team", Hash: api.HashToken("d"), Scopes: []string{"bosun.teams.db.read"}},
+			{Name: "edge", Hash: api.HashToken("e"), Scopes: []string{"bosun.teams.edge.admin", "bosun.teams.db.read"}},
+		},
+		Teams: map[string][]string{"edge": {"router", "cdn-*"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	principal := func(tok string) *api.Principal {
+		r, _ := http.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		p, err := a.Authenticate(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	db, edge := principal("d"), principal("e")
+	tests := []struct {
+		p                 *api.Principal
+		deployment        string
+		canRead, canWrite bool
+	}{
+		{db, "db", true, false}, // a team not under teams owns its namesake
+		{db, "web", false, false},
+		{edge, "router", true, true},
+		{edge, "cdn-eu", true, true},
+		{edge, "edge", false, false}, // listed teams own only what they list
+		{edge, "db", true, false},
+	}
+	for _, tt := range tests {
+		if got := a.CanRead(tt.p, tt.deployment); got != tt.canRead {
+			t.Errorf("%s reads %s = %v", tt.p.Name, tt.deployment, got)
+		}
+		if got := a.CanWrite(tt.p, tt.deployment); got != tt.canWrite {
+			t.Errorf("%s writes %s = %v", tt.p.Name, tt.deployment, got)
+		}
+	}
+	if got := a.TeamsOf("cdn-us"); len(got) != 1 || got[0] != "edge" {
+		t.Errorf("teams of cdn-us = %v", got)
+	}
+}
