@@ -48,6 +48,8 @@ func TestAuthMatrix(t *testing.T) {
 		{"admin acts", "Bearer " + adminToken, "POST", "/deployments/db/actions", `{"action":"stop","group":"pg","hard":true}`, 202, ""},
 		{"admin on a missing deployment", "Bearer " + adminToken, "GET", "/deployments/nope/instances", "", 404, "no deployment named nope: `bosun deployments` lists them"},
 		{"unknown path", "Bearer " + adminToken, "GET", "/frobnicate", "", 404, "no such API path: GET /frobnicate"},
+		{"wrong method", "Bearer " + adminToken, "PUT", "/deployments/web/actions", "", 405, "PUT /deployments/web/actions: this path takes POST"},
+		{"wrong method, two allowed", "", "PATCH", "/tasks/1", "", 405, "this path takes GET or DELETE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,4 +210,50 @@ func FuzzAuthenticate(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestTeamOwnership(t *testing.T) {
+	a, err := api.NewAuth(api.Config{
+		Tokens: []api.TokenConfig{
+			{Name: "db-team", Hash: api.HashToken("d"), Scopes: []string{"bosun.teams.db.read"}},
+			{Name: "edge", Hash: api.HashToken("e"), Scopes: []string{"bosun.teams.edge.admin", "bosun.teams.db.read"}},
+		},
+		Teams: map[string][]string{"edge": {"router", "cdn-*"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	principal := func(tok string) *api.Principal {
+		r, _ := http.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		p, err := a.Authenticate(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	db, edge := principal("d"), principal("e")
+	tests := []struct {
+		p                 *api.Principal
+		deployment        string
+		canRead, canWrite bool
+	}{
+		{db, "db", true, false}, // a team not under teams owns its namesake
+		{db, "web", false, false},
+		{edge, "router", true, true},
+		{edge, "cdn-eu", true, true},
+		{edge, "edge", false, false}, // listed teams own only what they list
+		{edge, "db", true, false},
+	}
+	for _, tt := range tests {
+		if got := a.CanRead(tt.p, tt.deployment); got != tt.canRead {
+			t.Errorf("%s reads %s = %v", tt.p.Name, tt.deployment, got)
+		}
+		if got := a.CanWrite(tt.p, tt.deployment); got != tt.canWrite {
+			t.Errorf("%s writes %s = %v", tt.p.Name, tt.deployment, got)
+		}
+	}
+	if got := a.TeamsOf("cdn-us"); len(got) != 1 || got[0] != "edge" {
+		t.Errorf("teams of cdn-us = %v", got)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -547,3 +548,31 @@ func TestFollowKeepAliveAndResume(t *testing.T) {
 		t.Errorf("events seen (-want +got):\n%s", diff)
 	}
 }
+
+func TestActionsAreLoggedWithoutTokens(t *testing.T) {
+	var buf syncBuf
+	e := newEnv(t, api.Options{Log: slog.New(slog.NewTextHandler(&buf, nil))})
+	seed(t, e.store)
+	ctx := ctxFor(t)
+	if _, err := e.client(t, adminToken).Suspend(ctx, "web", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client(t, readToken).Deployments(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, `msg="API action" method=POST path=/deployments/web/suspend status=200 user=alice`) {
+		t.Errorf("log lacks the action:\n%s", out)
+	}
+	if strings.Contains(out, "GET") || strings.Contains(out, adminToken) {
+		t.Errorf("log has a read or a token:\n%s", out)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -66,7 +66,9 @@ func newEnv(t testing.TB, opts api.Options) *env {
 		opts.Auth = a
 	}
 	opts.Store = store
-	opts.Log = slog.New(slog.DiscardHandler)
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
 	opts.Version = "test"
 	if opts.FollowPoll == 0 {
 		opts.FollowPoll = 20 * time.Millisecond

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,9 +123,28 @@ func (s *Server) routes() {
 	authed("GET /locks", s.listLocks)
 	authed("GET /revisions", s.listRevisions)
 	authed("GET /sources", s.listSources)
-	s.mux.Handle("/", s.count("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, s.o.Log, &httpError{http.StatusNotFound, fmt.Sprintf("no such API path: %s %s", r.Method, r.URL.Path)})
-	})))
+	s.mux.Handle("/", s.count("other", http.HandlerFunc(s.notFound)))
+}
+
+// notFound answers what no route took: 405 naming the methods the path has, or 404.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{"GET", "POST", "DELETE"} {
+		if m == r.Method {
+			continue
+		}
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := s.mux.Handler(r2); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, s.o.Log, errorf(http.StatusMethodNotAllowed, "%s %s: this path takes %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+		return
+	}
+	writeError(w, s.o.Log, errorf(http.StatusNotFound, "no such API path: %s %s", r.Method, r.URL.Path))
 }
 
 // httpError is an error with the status and message the caller gets.
@@ -143,6 +163,7 @@ func errorf(status int, format string, a ...any) error {
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+	user string // who the token spoke for, for the log line of an action
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -168,6 +189,7 @@ func (w *statusWriter) Flush() {
 func (s *Server) count(route string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
+		start := time.Now()
 		defer func() {
 			if v := recover(); v != nil {
 				// The caller learns something broke, never how: stacks stay in the log.
@@ -179,6 +201,10 @@ func (s *Server) count(route string, h http.Handler) http.Handler {
 			code := sw.code
 			if code == 0 {
 				code = http.StatusOK
+			}
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				// Actions are few and matter: each gets a line (reads would drown them).
+				s.o.Log.Info("API action", "method", r.Method, "path", r.URL.Path, "status", code, "user", sw.user, "duration", time.Since(start).Round(time.Millisecond))
 			}
 			s.statsMu.Lock()
 			s.stats[[2]string{route, strconv.Itoa(code)}]++
@@ -193,7 +219,11 @@ func (s *Server) wrap(route string, needAuth bool, h handler) http.Handler {
 		var p *Principal
 		if needAuth {
 			var err error
-			if p, err = s.o.Auth.Authenticate(r); err != nil {
+			p, err = s.o.Auth.Authenticate(r)
+			if sw, ok := w.(*statusWriter); ok && p != nil {
+				sw.user = p.Name
+			}
+			if err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="bosun"`)
 				writeError(w, s.o.Log, err)
 				return

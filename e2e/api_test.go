@@ -173,6 +173,9 @@ func TestDirectorServesTLSWithConfiguredTokens(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if _, e, code := bosunCLI(t, env, readTok+"\n", "login", "https://"+apiAddr, "-e", "tls"); code != 1 || !strings.Contains(e, "--ca-cert FILE") {
+		t.Errorf("login without the CA: %d %s", code, e)
+	}
 	o, e, code := bosunCLI(t, env, readTok+"\n", "login", "https://"+apiAddr, "--ca-cert", certFile, "-e", "tls")
 	if code != 0 || !strings.Contains(o, "as auditor") {
 		t.Fatalf("login over TLS: %d %s%s", code, o, e)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -181,6 +183,14 @@ func remoteError(err error) error {
 			return fmt.Errorf("%s; `bosun login` stores a new token", ae.Message)
 		}
 		return errors.New(ae.Message)
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &unknownCA) || errors.As(err, &certErr) {
+		return fmt.Errorf("%v: give the CA that signed the director's certificate with `bosun login URL --ca-cert FILE` (or $BOSUN_CA_CERT)", err)
+	}
+	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return fmt.Errorf("%v: the director serves plain HTTP; log in to its http:// URL", err)
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("%v: is `bosun director` running there?", err)

@@ -373,6 +373,11 @@ func TestErrorsAreOneLine(t *testing.T) {
 	if _, e, code := runCLI(t, "deployments"); code != 1 || !strings.Contains(e, "no director chosen: `bosun login URL` first") {
 		t.Errorf("no login: %d %s", code, e)
 	}
+	t.Setenv("BOSUN_ENVIRONMENT", strings.Replace(env.url, "http://", "https://", 1))
+	t.Setenv("BOSUN_TOKEN", "x")
+	if _, e, code := runCLI(t, "deployments"); code != 1 || !strings.Contains(e, "the director serves plain HTTP; log in to its http:// URL") {
+		t.Errorf("https to a plain director: %d %s", code, e)
+	}
 	t.Setenv("BOSUN_ENVIRONMENT", "http://127.0.0.1:1")
 	t.Setenv("BOSUN_TOKEN", "x")
 	if _, e, code := runCLI(t, "deployments"); code != 1 || !strings.Contains(e, "connection refused: is `bosun director` running there?") {
