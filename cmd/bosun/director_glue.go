@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/api"
+	"github.com/bosun-gitops/bosun/cpi"
+	hm "github.com/bosun-gitops/bosun/health"
 	"github.com/bosun-gitops/bosun/reconciler"
 )
 
@@ -24,6 +26,11 @@ func glueRoles(d *director) error {
 	}
 	if d.monitor != nil {
 		d.addRole(&rulesSync{d: d})
+	}
+	if d.api.Checker == nil {
+		// One CPI per director: every VM and disk, whatever CPI name its row carries, is
+		// asked of it.
+		d.api.Checker = cckScan{d.cloudChecker(func(string) (cpi.CPI, error) { return d.directorCPI() })}
 	}
 	return nil
 }
@@ -95,4 +102,19 @@ func (s *rulesSync) sync() error {
 	}
 	s.last = now
 	return nil
+}
+
+// cckScan shows the health monitor's cloud check through the API.
+type cckScan struct{ s *hm.Scanner }
+
+func (c cckScan) Scan(ctx context.Context, deployment string) ([]api.Problem, error) {
+	ps, err := c.s.Scan(ctx, deployment)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Problem, len(ps))
+	for i, p := range ps {
+		out[i] = api.Problem{ID: i + 1, Type: p.Type, Instance: p.Instance, Description: p.Description, Resolutions: p.Resolutions}
+	}
+	return out, nil
 }
