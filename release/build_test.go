@@ -50,7 +50,7 @@ func TestFingerprintMatchesBoshCLI(t *testing.T) {
 func TestBuildDemoIsDeterministicAndRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	tarball := func() ([]byte, *Release) {
-		r, err := Build(ctx, "testdata/demo")
+		r, err := Build(ctx, "../repo-template/releases/demo")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func TestBuildDemoIsDeterministicAndRoundTrips(t *testing.T) {
 	}
 
 	// A content change moves the version; an unrelated file does not.
-	fsys := dirFS(t, "testdata/demo")
+	fsys := dirFS(t, "../repo-template/releases/demo")
 	base, err := BuildFS(ctx, fsys, "demo")
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func TestDemoReleaseServes(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	r, err := Build(ctx, "testdata/demo")
+	r, err := Build(ctx, "../repo-template/releases/demo")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func demoInstance(i int) InstanceSpec {
 }
 
 func TestRenderDemoWeb(t *testing.T) {
-	r, err := Build(context.Background(), "testdata/demo")
+	r, err := Build(context.Background(), "../repo-template/releases/demo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestRenderSecondEngine(t *testing.T) {
 }
 
 func TestProvidedLinkProperties(t *testing.T) {
-	r, err := Build(context.Background(), "testdata/demo")
+	r, err := Build(context.Background(), "../repo-template/releases/demo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestProvidedLinkProperties(t *testing.T) {
 // Many goroutines render instances of one job at once, as a director's workers do; run
 // with -race this checks that compiled templates are shared safely.
 func TestRenderConcurrently(t *testing.T) {
-	r, err := Build(context.Background(), "testdata/demo")
+	r, err := Build(context.Background(), "../repo-template/releases/demo")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func (m *memStore) Delete(_ context.Context, d blobstore.Digest) error {
 }
 
 func TestPutBlobs(t *testing.T) {
-	r, err := Build(context.Background(), "testdata/demo")
+	r, err := Build(context.Background(), "../repo-template/releases/demo")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 // demoTarballEntries returns the demo release's tarball as files, to be altered.
 func demoTarballEntries(t testing.TB) (map[string][]byte, []string) {
 	t.Helper()
-	r, err := Build(context.Background(), "testdata/demo")
+	r, err := Build(context.Background(), "../repo-template/releases/demo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func BenchmarkBuild50Packages(b *testing.B) {
 }
 
 func BenchmarkRender1000Instances(b *testing.B) {
-	r, err := Build(context.Background(), "testdata/demo")
+	r, err := Build(context.Background(), "../repo-template/releases/demo")
 	if err != nil {
 		b.Fatal(err)
 	}

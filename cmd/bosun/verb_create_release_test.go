@@ -12,7 +12,7 @@ import (
 	"github.com/bosun-gitops/bosun/release"
 )
 
-const demoRelease = "../../release/testdata/demo"
+const demoRelease = "../../repo-template/releases/demo"
 
 func TestCreateReleaseIsByteIdentical(t *testing.T) {
 	dir := t.TempDir()

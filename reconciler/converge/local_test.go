@@ -93,7 +93,7 @@ func newLocalEnv(t *testing.T, ctx context.Context) *localEnv {
 	hs := httptest.NewServer(signed.Handler(env.blobs, env.signer, testLog(t)))
 	t.Cleanup(hs.Close)
 	env.signer.Base = hs.URL
-	if env.rel, err = release.Build(ctx, "../../release/testdata/demo"); err != nil {
+	if env.rel, err = release.Build(ctx, "../../repo-template/releases/demo"); err != nil {
 		t.Fatal(err)
 	}
 	if env.relBlobs, err = env.rel.PutBlobs(ctx, env.blobs); err != nil {
