@@ -176,6 +176,15 @@ func answers(t *testing.T, sf statusFile, greeting string) {
 	}
 }
 
+// String shows a status file in failures, its error included.
+func (sf statusFile) String() string {
+	s := fmt.Sprintf("result %s of %s, instances %+v", sf.Result, sf.SourceCommit, sf.Instances)
+	if sf.Error != nil {
+		s += fmt.Sprintf("\nerror: %s\ninstance: %s process: %s\nlog tail:\n%s", sf.Error.Message, sf.Error.Instance, sf.Error.Process, sf.Error.LogTail)
+	}
+	return s
+}
+
 func ids(sf statusFile) map[string]string {
 	out := map[string]string{}
 	for _, in := range sf.Instances {
@@ -218,7 +227,7 @@ func TestReconcileJourney(t *testing.T) {
 	// The first commit converges: both instances answer with the manifest's greeting.
 	msg, sf := m.awaitStatus(d, first, 15*time.Minute)
 	if sf.Result != "succeeded" || len(sf.Instances) != 2 {
-		t.Fatalf("first deploy: %s\n%+v", msg, sf)
+		t.Fatalf("first deploy: %s\n%s\ndirector output:\n%s", msg, sf, d.stderr)
 	}
 	answers(t, sf, "Hello from Bosun")
 	before := ids(sf)
