@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,7 +46,13 @@ type manifestRepo struct {
 
 func (m *manifestRepo) edit(msg string, change func(manifest string) string) string {
 	m.t.Helper()
-	p := filepath.Join(m.dir, "deployments/demo/manifest.yml")
+	return m.commitFile("deployments/demo/manifest.yml", msg, change)
+}
+
+// commitFile changes one file of the repository and commits it.
+func (m *manifestRepo) commitFile(name, msg string, change func(string) string) string {
+	m.t.Helper()
+	p := filepath.Join(m.dir, name)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		m.t.Fatal(err)
@@ -57,7 +64,7 @@ func (m *manifestRepo) edit(msg string, change func(manifest string) string) str
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	if _, err := wt.Add("deployments/demo/manifest.yml"); err != nil {
+	if _, err := wt.Add(name); err != nil {
 		m.t.Fatal(err)
 	}
 	sig := &object.Signature{Name: "Dee Ployer", Email: "dee@example.com", When: time.Now()}
@@ -210,11 +217,11 @@ func TestReconcileJourney(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := &manifestRepo{t: t, dir: dir, repo: repo}
-	head, err := repo.Head()
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := head.Hash().String()
+	// A subnet of this test's own: other journeys and `make demo` on this machine use the
+	// template's 127.77.0.0/24, and two jobs cannot listen on one address.
+	first := m.commitFile("cloud-config.yml", "a subnet of our own", func(s string) string {
+		return strings.ReplaceAll(s, "127.77.0.", fmt.Sprintf("127.%d.%d.", 100+rand.IntN(150), 1+rand.IntN(250)))
+	})
 
 	api := directorFreePort(t)
 	d := startDirector(t, "--dev", "--data-dir", filepath.Join(base, "data"), "--repo", dir,
