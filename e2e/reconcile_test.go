@@ -299,6 +299,27 @@ func TestReconcileJourney(t *testing.T) {
 		t.Fatalf("scale down: %+v; want web/0 (%s) alone", sf, before["web/0"])
 	}
 	answers(t, sf, "Fixed")
+	kept := sf
+
+	// A commit the template's policies deny (deleting the deployment without the
+	// Bosun-Allow-Delete trailer): rejected with the deny message, nothing touched.
+	wt, err := repo.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wt.Remove("deployments/demo/manifest.yml"); err != nil {
+		t.Fatal(err)
+	}
+	sig := &object.Signature{Name: "Dee Ployer", Email: "dee@example.com", When: time.Now()}
+	h2, err := wt.Commit("drop the demo", &git.CommitOptions{Author: sig, Committer: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, sf = m.awaitStatus(d, h2.String(), 2*time.Minute)
+	if sf.Result != "rejected" || !strings.Contains(msg, "Bosun-Allow-Delete: demo") {
+		t.Fatalf("deletion without the trailer: %s\n%s", msg, sf)
+	}
+	answers(t, kept, "Fixed")
 }
 
 // canaryFirst checks, in the task's event log, that the first instance touched is the
