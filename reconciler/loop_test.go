@@ -577,7 +577,15 @@ func TestLoopEmptyRepositoryAndProtectedKeepTheFleet(t *testing.T) {
 	if len(j.Tasks) != 0 {
 		t.Fatalf("a protected deployment's removal made tasks %v", taskTypes(j.Tasks))
 	}
-	sha := h.repo.commit("empty\n\nBosun-Allow-Delete: demo", map[string]string{"deployments/": ""})
+	// Emptying the repository without the trailer is denied, and the denial is reported.
+	denied := h.repo.commit("empty", map[string]string{"deployments/": ""})
+	h.reconcile(state.RevisionRejected)
+	if log := h.repo.statusLog(); !slices.ContainsFunc(log[:2], func(m string) bool {
+		return strings.HasPrefix(m, "demo: rejected "+denied[:7]) && strings.Contains(m, "Bosun-Allow-Delete: demo")
+	}) {
+		t.Errorf("no rejection reported to demo:\n%s", strings.Join(log[:2], "\n"))
+	}
+	sha := h.repo.commit("empty\n\nBosun-Allow-Delete: demo", map[string]string{"README.md": "empty now\n"})
 	j = h.reconcile(state.RevisionAccepted)
 	if len(j.Tasks) != 0 {
 		t.Fatalf("an empty repository made tasks %v", taskTypes(j.Tasks))
