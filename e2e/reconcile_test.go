@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -223,6 +226,9 @@ func TestReconcileJourney(t *testing.T) {
 		return strings.ReplaceAll(s, "127.77.0.", fmt.Sprintf("127.%d.%d.", 100+rand.IntN(150), 1+rand.IntN(250)))
 	})
 
+	// The local CPI's VMs are agent processes that outlive the director by design; this
+	// test's go when it ends (after the director: cleanups run last-registered first).
+	t.Cleanup(func() { killProcessesUnder(t, base) })
 	api := directorFreePort(t)
 	d := startDirector(t, "--dev", "--data-dir", filepath.Join(base, "data"), "--repo", dir,
 		"--listen", api, "--nats-listen", directorFreePort(t), "--poll-interval", "2s")
@@ -352,4 +358,22 @@ func canaryFirst(t *testing.T, base, sha string) {
 		}
 	}
 	t.Errorf("no instance events for %s:\n%s", sha[:7], strings.Join(lines, "\n"))
+}
+
+// killProcessesUnder kills every process whose command line names dir: the local CPI's
+// agents and the jobs they run, all of which live under the test's temp dir.
+func killProcessesUnder(t *testing.T, dir string) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		b, err := os.ReadFile(f)
+		if err != nil || !bytes.Contains(b, []byte(dir+"/")) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
