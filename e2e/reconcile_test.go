@@ -101,6 +101,12 @@ type statusFile struct {
 // message and file.
 func (m *manifestRepo) awaitStatus(d *directorProc, sha string, within time.Duration) (string, statusFile) {
 	m.t.Helper()
+	return m.awaitStatusOf(d, "demo", sha, within)
+}
+
+// awaitStatusOf waits for a status commit on deployment naming source commit sha.
+func (m *manifestRepo) awaitStatusOf(d *directorProc, deployment, sha string, within time.Duration) (string, statusFile) {
+	m.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		select {
@@ -108,7 +114,7 @@ func (m *manifestRepo) awaitStatus(d *directorProc, sha string, within time.Dura
 			m.t.Fatalf("director exited while waiting for the status of %s:\n%s", sha[:7], d.stderr)
 		default:
 		}
-		if msg, f, ok := m.findStatus(sha); ok {
+		if msg, f, ok := m.findStatus(deployment, sha); ok {
 			return msg, f
 		}
 		if time.Now().After(deadline) {
@@ -118,7 +124,7 @@ func (m *manifestRepo) awaitStatus(d *directorProc, sha string, within time.Dura
 	}
 }
 
-func (m *manifestRepo) findStatus(sha string) (string, statusFile, bool) {
+func (m *manifestRepo) findStatus(deployment, sha string) (string, statusFile, bool) {
 	ref, err := m.repo.Reference(plumbing.NewBranchReferenceName("bosun/status"), true)
 	if err != nil {
 		return "", statusFile{}, false
@@ -133,10 +139,10 @@ func (m *manifestRepo) findStatus(sha string) (string, statusFile, bool) {
 		if err != nil {
 			return "", statusFile{}, false
 		}
-		if !strings.HasPrefix(c.Message, "demo: ") || !strings.Contains(c.Message, "Bosun-Source: "+sha) {
+		if !strings.HasPrefix(c.Message, deployment+": ") || !strings.Contains(c.Message, "Bosun-Source: "+sha) {
 			continue
 		}
-		f, err := c.File("deployments/demo.yml")
+		f, err := c.File("deployments/" + deployment + ".yml")
 		if err != nil {
 			return "", statusFile{}, false
 		}
@@ -307,16 +313,59 @@ func TestReconcileJourney(t *testing.T) {
 	answers(t, sf, "Fixed")
 	kept := sf
 
-	// A commit the template's policies deny (deleting the deployment without the
-	// Bosun-Allow-Delete trailer): rejected with the deny message, nothing touched.
+	// A second deployment comes and goes: its own addresses, then deleted with the trailer
+	// the template's deletion policy asks for; its VM stops answering.
 	wt, err := repo.Worktree()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := wt.Remove("deployments/demo/manifest.yml"); err != nil {
+	demoManifest, err := os.ReadFile(filepath.Join(dir, "deployments/demo/manifest.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := strings.Replace(strings.Replace(string(demoManifest), "name: demo\n", "name: extra\n", 1), "greeting: Fixed", "greeting: Extra", 1)
+	if err := os.MkdirAll(filepath.Join(dir, "deployments/extra"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "deployments/extra/manifest.yml"), []byte(extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wt.Add("deployments/extra/manifest.yml"); err != nil {
 		t.Fatal(err)
 	}
 	sig := &object.Signature{Name: "Dee Ployer", Email: "dee@example.com", When: time.Now()}
+	added, err := wt.Commit("an extra deployment", &git.CommitOptions{Author: sig, Committer: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, esf := m.awaitStatusOf(d, "extra", added.String(), 5*time.Minute)
+	if esf.Result != "succeeded" || len(esf.Instances) != 1 || esf.Instances[0].IPs[0] == kept.Instances[0].IPs[0] {
+		t.Fatalf("extra deployment: %s (demo holds %v)", esf, kept.Instances[0].IPs)
+	}
+	answers(t, esf, "Extra")
+	if _, err := wt.Remove("deployments/extra/manifest.yml"); err != nil {
+		t.Fatal(err)
+	}
+	sig.When = time.Now()
+	dropped, err := wt.Commit("drop the extra deployment\n\nBosun-Allow-Delete: extra", &git.CommitOptions{Author: sig, Committer: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, esf = m.awaitStatusOf(d, "extra", dropped.String(), 5*time.Minute)
+	if esf.Result != "deleted" || len(esf.Instances) != 0 {
+		t.Fatalf("deleting extra: %s\n%s", msg, esf)
+	}
+	if body, err := get(esf2IP(t, m, added.String())); err == nil {
+		t.Errorf("the deleted deployment's instance still answers: %q", body)
+	}
+	answers(t, kept, "Fixed")
+
+	// A commit the template's policies deny (deleting the deployment without the
+	// Bosun-Allow-Delete trailer): rejected with the deny message, nothing touched.
+	if _, err := wt.Remove("deployments/demo/manifest.yml"); err != nil {
+		t.Fatal(err)
+	}
+	sig.When = time.Now()
 	h2, err := wt.Commit("drop the demo", &git.CommitOptions{Author: sig, Committer: sig})
 	if err != nil {
 		t.Fatal(err)
@@ -376,4 +425,14 @@ func killProcessesUnder(t *testing.T, dir string) {
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// esf2IP is the address the extra deployment's instance had at revision sha.
+func esf2IP(t *testing.T, m *manifestRepo, sha string) string {
+	t.Helper()
+	_, sf, ok := m.findStatus("extra", sha)
+	if !ok || len(sf.Instances) == 0 || len(sf.Instances[0].IPs) == 0 {
+		t.Fatalf("no status of extra at %s", sha[:7])
+	}
+	return sf.Instances[0].IPs[0]
 }
