@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"io/fs"
+	"testing/fstest"
 
 	"archive/tar"
 	"compress/gzip"
@@ -41,4 +42,8 @@ func untgzForTest(r io.Reader) (map[string][]byte, error) {
 func fsRead(p string) (string, error) {
 	b, err := fs.ReadFile(repotemplate.FS(), p)
 	return string(b), err
+}
+
+func cloneFile(b []byte) *fstest.MapFile {
+	return &fstest.MapFile{Data: append([]byte(nil), b...), Mode: 0o644}
 }

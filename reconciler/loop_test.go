@@ -29,6 +29,7 @@ import (
 	"github.com/bosun-gitops/bosun/state"
 	"github.com/bosun-gitops/bosun/state/postgres"
 	"github.com/bosun-gitops/bosun/state/postgres/pgtest"
+	"github.com/bosun-gitops/bosun/state/postgres/worker"
 )
 
 // workRepo is a manifest repository tests commit to.
@@ -250,10 +251,23 @@ func (f *fakeConverger) lastRun(t *testing.T) converge.Task {
 	return f.runs[len(f.runs)-1]
 }
 
-type fakeCloud struct{ missing map[string]bool }
+type fakeCloud struct {
+	mu      sync.Mutex
+	missing map[string]bool
+}
 
-func (c fakeCloud) HasVM(_ context.Context, cid cpi.VMCID) (bool, error) {
+func (c *fakeCloud) HasVM(_ context.Context, cid cpi.VMCID) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return !c.missing[string(cid)], nil
+}
+
+func (c *fakeCloud) lose(cids ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cid := range cids {
+		c.missing[cid] = true
+	}
 }
 
 type harness struct {
@@ -306,8 +320,9 @@ func (h *harness) newReconciler() *Reconciler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{Source: src, Store: h.store, Gate: policy.NewGate(nil, PoliciesDir), Converger: h.conv, Status: sw, Blobs: blobs,
-		Renderer: &Renderer{Vars: vault}, Cloud: h.cloud})
+	r, err := New(Config{Source: src, Watcher: source.NewWatcher(src, source.WatchOptions{Interval: 300 * time.Millisecond}),
+		Store: h.store, Gate: policy.NewGate(nil, PoliciesDir), Converger: h.conv, Status: sw, Blobs: blobs,
+		Renderer: &Renderer{Vars: vault}, Cloud: h.cloud, DriftInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +577,15 @@ func TestLoopEmptyRepositoryAndProtectedKeepTheFleet(t *testing.T) {
 	if len(j.Tasks) != 0 {
 		t.Fatalf("a protected deployment's removal made tasks %v", taskTypes(j.Tasks))
 	}
-	sha := h.repo.commit("empty\n\nBosun-Allow-Delete: demo", map[string]string{"deployments/": ""})
+	// Emptying the repository without the trailer is denied, and the denial is reported.
+	denied := h.repo.commit("empty", map[string]string{"deployments/": ""})
+	h.reconcile(state.RevisionRejected)
+	if log := h.repo.statusLog(); !slices.ContainsFunc(log[:2], func(m string) bool {
+		return strings.HasPrefix(m, "demo: rejected "+denied[:7]) && strings.Contains(m, "Bosun-Allow-Delete: demo")
+	}) {
+		t.Errorf("no rejection reported to demo:\n%s", strings.Join(log[:2], "\n"))
+	}
+	sha := h.repo.commit("empty\n\nBosun-Allow-Delete: demo", map[string]string{"README.md": "empty now\n"})
 	j = h.reconcile(state.RevisionAccepted)
 	if len(j.Tasks) != 0 {
 		t.Fatalf("an empty repository made tasks %v", taskTypes(j.Tasks))
@@ -643,7 +666,7 @@ func TestResurrectActionAndDrift(t *testing.T) {
 	// Drift: demo (repair) gets a resurrect task, other (report) a drifted status commit.
 	insts, _ = h.store.Instances(h.ctx, "demo")
 	others, _ := h.store.Instances(h.ctx, "other")
-	h.cloud.missing[insts[1].VMCID], h.cloud.missing[others[0].VMCID] = true, true
+	h.cloud.lose(insts[1].VMCID, others[0].VMCID)
 	drifts, err := h.r.CheckDrift(h.ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -730,4 +753,53 @@ func TestRedactHidesRenderedVariables(t *testing.T) {
 	if got := h.r.Redact("greeter said " + pw + " twice: " + pw); strings.Contains(got, pw) || !strings.Contains(got, "(redacted)") {
 		t.Errorf("redacted = %q", got)
 	}
+}
+
+// TestRunWithWorkers runs the reconciler as the director does: its watcher picks up each
+// commit, the real worker pool runs the tasks with its handlers, and the drift check runs
+// on its interval.
+func TestRunWithWorkers(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(h.ctx)
+	handlers := map[string]worker.Handler{}
+	for typ, hd := range h.r.Handlers() {
+		handlers[typ] = hd
+	}
+	pool := worker.New(h.store, handlers, worker.Config{Workers: 2, Poll: 100 * time.Millisecond}, nil)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := h.r.Run(ctx); err != nil {
+			t.Errorf("reconciler: %v", err)
+		}
+	})
+	wg.Go(func() { _ = pool.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+
+	files := templateFiles(t)
+	first := h.repo.commit("first", files)
+	await := func(what string) string {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			for _, m := range h.repo.statusLog() {
+				if strings.Contains(m, what) {
+					return m
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no status commit with %q; log:\n%s", what, strings.Join(h.repo.statusLog(), "\n"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	await("demo: deployed " + first[:7])
+	await("other: deployed " + first[:7])
+	m := files["deployments/demo/manifest.yml"]
+	second := h.repo.commit("greet", map[string]string{"deployments/demo/manifest.yml": strings.Replace(m, "Hello from Bosun", "Salut", 1)})
+	await("demo: deployed " + second[:7] + " (2 updated)")
+
+	// A VM vanishes: the drift check enqueues its recreation and the workers run it.
+	insts, _ := h.store.Instances(h.ctx, "demo")
+	h.cloud.lose(insts[0].VMCID)
+	await("demo: resurrected web/0 (vm missing)")
 }

@@ -547,9 +547,12 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 		}
 		r.last = rev.SHA
 		log.Warn("revision rejected by policy; nothing is touched", "denies", len(sv.Denies))
-		targets := append(slices.Clone(changed), deleted...)
+		targets := append(append(slices.Clone(changed), deleted...), kept...)
 		if len(targets) == 0 {
 			targets = rd.Names()
+		}
+		if len(targets) == 0 {
+			targets = slices.Sorted(maps.Keys(digests))
 		}
 		r.writeAll(ctx, targets, status.Outcome{SourceCommit: rev.SHA, Result: status.Rejected, Policy: pol, StartedAt: started, FinishedAt: r.cfg.Now()})
 		return j, nil
