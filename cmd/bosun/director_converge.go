@@ -1,19 +1,16 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bosun-gitops/bosun/agent/protocol"
@@ -22,7 +19,6 @@ import (
 	"github.com/bosun-gitops/bosun/cpi"
 	"github.com/bosun-gitops/bosun/reconciler"
 	"github.com/bosun-gitops/bosun/reconciler/converge"
-	"github.com/bosun-gitops/bosun/state"
 )
 
 // cpiFlags choose the CPI the director converges through.
@@ -115,8 +111,7 @@ func (d *director) localAgent() (string, error) {
 }
 
 // wireConverger builds the converge executor over the director's CPI, its agents (over
-// NATS), the store and the blobstore the reconciler puts release blobs in. Interrupted
-// work of an earlier director is recovered before the first task runs.
+// NATS), the store and the blobstore the reconciler puts release blobs in.
 func wireConverger(d *director, blobs blobstore.Store) (reconciler.Converger, error) {
 	c, err := d.directorCPI()
 	if err != nil {
@@ -151,44 +146,7 @@ func wireConverger(d *director, blobs blobstore.Store) (reconciler.Converger, er
 	if err != nil {
 		return nil, err
 	}
-	return &recoveringConverger{exec: exec, log: d.log.With("component", "converge")}, nil
-}
-
-// recoveringConverger settles the write-ahead intents an interrupted director left before
-// the first convergence of this one, so a task resumed after a crash finds the cloud as
-// the state says.
-type recoveringConverger struct {
-	exec *converge.Executor
-	log  *slog.Logger
-	mu   sync.Mutex
-	done bool
-}
-
-func (r *recoveringConverger) recover(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done {
-		return nil
-	}
-	start := time.Now()
-	if err := r.exec.Recover(ctx); err != nil {
-		return fmt.Errorf("recover interrupted cloud calls: %w", err)
-	}
-	r.done = true
-	r.log.Info("write-ahead intents settled", "took", time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
-func (r *recoveringConverger) Run(ctx context.Context, t converge.Task, emit func(state.TaskEvent) error) (converge.Result, error) {
-	if err := r.recover(ctx); err != nil {
-		return converge.Result{}, err
-	}
-	return r.exec.Run(ctx, t, emit)
-}
-
-func (r *recoveringConverger) Act(ctx context.Context, deployment string, ids []string, p state.ActionParams, emit func(state.TaskEvent) error) (converge.Result, error) {
-	if err := r.recover(ctx); err != nil {
-		return converge.Result{}, err
-	}
-	return r.exec.Act(ctx, deployment, ids, p, emit)
+	// The executor also offers Recover, which setupReconciler runs as a role before any
+	// task: a resumed task finds the cloud as the state says.
+	return exec, nil
 }
