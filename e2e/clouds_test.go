@@ -83,7 +83,7 @@ func alicloudSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 	}
 	image := cloud.AddImage("bosh-alicloud-kvm-ubuntu-jammy-go_agent", "Available")
 	return cloudSetup{
-		cpi: "alicloud", config: cloud.ConfigJSON(), secrets: []string{fakealicloud.AccessKeySecret},
+		cpi: "alicloud", config: cloud.ConfigJSON(), secrets: []string{fakealicloud.AccessKeyID, fakealicloud.AccessKeySecret},
 		cloudConfig: cloudConfigFor(subnet, `{availability_zone: `+fakealicloud.ZoneA+`}`,
 			`{vswitch_id: `+vsw+`, security_group_id: `+fakealicloud.SecurityGroup+`}`, `{instance_type: ecs.g6.large}`),
 		stemcell: lightStemcell(`{image_id: {` + fakealicloud.Region + `: ` + image + `}}`),
@@ -166,7 +166,9 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 	d.healthy(t)
 
 	// The first commit converges: both instances answer with the manifest's greeting.
+	start := time.Now()
 	msg, sf := m.awaitStatus(d, first, 15*time.Minute)
+	t.Logf("%s: first deploy (stemcell, compile, 2 VMs) reported after %s", c.cpi, time.Since(start).Round(100*time.Millisecond))
 	if sf.Result != "succeeded" || len(sf.Instances) != 2 {
 		t.Fatalf("first deploy on %s: %s\n%+v\nagents:\n%s", c.cpi, msg, sf, vms.output())
 	}
@@ -175,7 +177,9 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 
 	// A property change rolls out through the same CPI.
 	greet := m.edit("greet in French", func(s string) string { return strings.Replace(s, "Hello from Bosun", "Bonjour", 1) })
+	start = time.Now()
 	msg, sf = m.awaitStatus(d, greet, 5*time.Minute)
+	t.Logf("%s: property change on 2 instances reported after %s", c.cpi, time.Since(start).Round(100*time.Millisecond))
 	if sf.Result != "succeeded" || !strings.Contains(msg, "Bosun-Result: succeeded") {
 		t.Fatalf("new greeting on %s: %s\nagents:\n%s", c.cpi, msg, vms.output())
 	}
