@@ -34,6 +34,8 @@ type cloudSetup struct {
 	cloudConfig string
 	stemcell    string // stemcells/<cpi>.yml
 	vms         func() int
+	// faulted counts the injected faults the cloud answered with.
+	faulted func() int
 }
 
 // TestCloudsJourney is issue #10's second "done when": the demo deployment converges
@@ -65,11 +67,24 @@ func openstackSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 		t.Fatal(err)
 	}
 	image := cloud.AddImage("bosh-openstack-kvm-ubuntu-jammy-go_agent", "active")
+	// A busy cloud: the first server create is throttled and two polls fail; the CPI
+	// waits and retries, and the deploy does not notice.
+	cloud.Inject(fakeopenstack.Fault{Method: "POST", Path: "/compute/v2.1/servers", Times: 1, Status: 429, RetryAfter: "1"})
+	cloud.Inject(fakeopenstack.Fault{Method: "GET", Path: "/compute/v2.1/servers/", Times: 2, Status: 503})
 	return cloudSetup{
 		cpi: "openstack", config: cloud.ConfigJSON(), secrets: []string{fakeopenstack.Password},
 		cloudConfig: cloudConfigFor(subnet, `{availability_zone: nova}`, `{net_id: "`+netID+`"}`, `{instance_type: m1.small}`),
 		stemcell:    lightStemcell(`{image_id: "` + image + `"}`),
 		vms:         func() int { return len(cloud.Servers()) },
+		faulted: func() int {
+			n := 0
+			for _, r := range cloud.Requests() {
+				if r.Status == 429 || r.Status == 503 {
+					n++
+				}
+			}
+			return n
+		},
 	}
 }
 
@@ -82,12 +97,17 @@ func alicloudSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 		t.Fatal(err)
 	}
 	image := cloud.AddImage("bosh-alicloud-kvm-ubuntu-jammy-go_agent", "Available")
+	// A busy region: the first instance create is throttled and two polls fail; the
+	// CPI waits and retries, and the deploy does not notice.
+	cloud.Inject(fakealicloud.Fault{Action: "CreateInstance", Times: 1, Status: 400, Code: "Throttling.User", Message: "Request was denied due to user flow control."})
+	cloud.Inject(fakealicloud.Fault{Action: "DescribeInstances", Times: 2, Status: 503})
 	return cloudSetup{
 		cpi: "alicloud", config: cloud.ConfigJSON(), secrets: []string{fakealicloud.AccessKeyID, fakealicloud.AccessKeySecret},
 		cloudConfig: cloudConfigFor(subnet, `{availability_zone: `+fakealicloud.ZoneA+`}`,
 			`{vswitch_id: `+vsw+`, security_group_id: `+fakealicloud.SecurityGroup+`}`, `{instance_type: ecs.g6.large}`),
 		stemcell: lightStemcell(`{image_id: {` + fakealicloud.Region + `: ` + image + `}}`),
 		vms:      func() int { return len(cloud.Instances()) },
+		faulted:  func() int { return cloud.Calls("CreateInstance", 400) + cloud.Calls("DescribeInstances", 503) },
 	}
 }
 
@@ -196,6 +216,9 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	if n := c.faulted(); n != 3 {
+		t.Errorf("the cloud answered %d injected faults; want 3 (one throttled create, two failed polls)", n)
+	}
 	noSecrets(t, c.secrets, m, d, data)
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
