@@ -384,6 +384,8 @@ func (v *localVMs) boot(id string, userData []byte) {
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// A job that outlived its agent must not hold Wait on the output pipe.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		v.t.Error(err)
 		return
