@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,6 +32,7 @@ type cloudSetup struct {
 	cpi         string
 	config      []byte
 	secrets     []string
+	secretKey   string // the config key holding the secret
 	cloudConfig string
 	stemcell    string // stemcells/<cpi>.yml
 	vms         func() int
@@ -58,6 +60,38 @@ func TestCloudsJourney(t *testing.T) {
 	}
 }
 
+// TestCloudsWrongCredentials: a director whose CPI config holds a wrong secret fails the
+// deploy with the cloud's answer in the status commit, and neither the wrong secret nor
+// the right one shows anywhere.
+func TestCloudsWrongCredentials(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a director per fake cloud")
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, vms *localVMs, subnet string) cloudSetup
+		says  string
+	}{
+		{"openstack", openstackSetup, "401"},
+		{"alicloud", alicloudSetup, "SignatureDoesNotMatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const wrong = "wrong-secret-Hh4uX9"
+			run := startOnCloud(t, tc.setup, wrong)
+			msg, sf := run.m.awaitStatus(run.d, run.first, 5*time.Minute)
+			if sf.Result != "failed" || sf.Error == nil || !strings.Contains(sf.Error.Message, tc.says) {
+				t.Fatalf("deploy with a wrong secret: want failed, naming %q\n%s\n%+v", tc.says, msg, sf.Error)
+			}
+			t.Logf("status error: %s", sf.Error.Message)
+			if n := run.vms.running(); n != 0 {
+				t.Errorf("%d VMs run with a wrong secret", n)
+			}
+			noSecrets(t, append(run.secrets, wrong), run.m, run.d, run.data)
+			run.stop(t)
+		})
+	}
+}
+
 func openstackSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 	cloud := fakeopenstack.New(t, fakeopenstack.Options{})
 	cloud.OnServerCreate(func(s fakeopenstack.Server, userData []byte) { vms.boot(s.ID, userData) })
@@ -72,7 +106,7 @@ func openstackSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 	cloud.Inject(fakeopenstack.Fault{Method: "POST", Path: "/compute/v2.1/servers", Times: 1, Status: 429, RetryAfter: "1"})
 	cloud.Inject(fakeopenstack.Fault{Method: "GET", Path: "/compute/v2.1/servers/", Times: 2, Status: 503})
 	return cloudSetup{
-		cpi: "openstack", config: cloud.ConfigJSON(), secrets: []string{fakeopenstack.Password},
+		cpi: "openstack", config: cloud.ConfigJSON(), secrets: []string{fakeopenstack.Password}, secretKey: "api_key",
 		cloudConfig: cloudConfigFor(subnet, `{availability_zone: nova}`, `{net_id: "`+netID+`"}`, `{instance_type: m1.small}`),
 		stemcell:    lightStemcell(`{image_id: "` + image + `"}`),
 		vms:         func() int { return len(cloud.Servers()) },
@@ -102,7 +136,7 @@ func alicloudSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 	cloud.Inject(fakealicloud.Fault{Action: "CreateInstance", Times: 1, Status: 400, Code: "Throttling.User", Message: "Request was denied due to user flow control."})
 	cloud.Inject(fakealicloud.Fault{Action: "DescribeInstances", Times: 2, Status: 503})
 	return cloudSetup{
-		cpi: "alicloud", config: cloud.ConfigJSON(), secrets: []string{fakealicloud.AccessKeyID, fakealicloud.AccessKeySecret},
+		cpi: "alicloud", config: cloud.ConfigJSON(), secrets: []string{fakealicloud.AccessKeyID, fakealicloud.AccessKeySecret}, secretKey: "access_key_secret",
 		cloudConfig: cloudConfigFor(subnet, `{availability_zone: `+fakealicloud.ZoneA+`}`,
 			`{vswitch_id: `+vsw+`, security_group_id: `+fakealicloud.SecurityGroup+`}`, `{instance_type: ecs.g6.large}`),
 		stemcell: lightStemcell(`{image_id: {` + fakealicloud.Region + `: ` + image + `}}`),
@@ -149,7 +183,19 @@ func lightStemcell(props string) string {
 	return "name: bosh-ubuntu-jammy-light\noperating_system: ubuntu-jammy\nversion: \"1.0\"\ncloud_properties: " + props + "\n"
 }
 
-func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) cloudSetup) {
+// cloudRun is a director converging a fresh `bosun init` repository on a fake cloud.
+type cloudRun struct {
+	cloudSetup
+	m     *manifestRepo
+	d     *directorProc
+	vms   *localVMs
+	data  string
+	first string // the commit that moves the demo onto the cloud
+}
+
+// startOnCloud makes the cloud, commits the repository's move onto it and starts a
+// director with the cloud's CPI. badSecret, when given, replaces the CPI config's secret.
+func startOnCloud(t *testing.T, setupCloud func(*testing.T, *localVMs, string) cloudSetup, badSecret string) *cloudRun {
 	base := reachableTempDir(t)
 	dir := filepath.Join(base, "repo")
 	if out, err := exec.Command(directorBinary(t), "init", dir).CombinedOutput(); err != nil {
@@ -176,14 +222,42 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 		"deployments/demo/manifest.yml": "", // edited below
 	}, func(manifest string) string { return strings.Replace(manifest, "os: local", "os: ubuntu-jammy", 1) })
 
+	config := c.config
+	if badSecret != "" {
+		var fields map[string]any
+		if err := json.Unmarshal(config, &fields); err != nil {
+			t.Fatal(err)
+		}
+		fields[c.secretKey] = badSecret
+		if config, err = json.Marshal(fields); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := filepath.Join(base, "cpi.json")
-	if err := os.WriteFile(cfg, c.config, 0o600); err != nil {
+	if err := os.WriteFile(cfg, config, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	data := filepath.Join(base, "data")
 	d := startDirector(t, "--dev", "--data-dir", data, "--repo", dir, "--cpi", c.cpi, "--cpi-config", cfg,
 		"--listen", directorFreePort(t), "--nats-listen", directorFreePort(t), "--poll-interval", "2s")
 	d.healthy(t)
+	return &cloudRun{cloudSetup: c, m: m, d: d, vms: vms, data: data, first: first}
+}
+
+// stop ends the director as an operator would and checks it exits cleanly.
+func (r *cloudRun) stop(t *testing.T) {
+	t.Helper()
+	if err := r.d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.d.wait(t); code != 0 {
+		t.Errorf("director exited %d on SIGTERM; output:\n%s", code, r.d.stderr)
+	}
+}
+
+func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) cloudSetup) {
+	run := startOnCloud(t, setupCloud, "")
+	c, m, d, vms, first, data := run.cloudSetup, run.m, run.d, run.vms, run.first, run.data
 
 	// The first commit converges: both instances answer with the manifest's greeting.
 	start := time.Now()
@@ -220,12 +294,7 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 		t.Errorf("the cloud answered %d injected faults; want 3 (one throttled create, two failed polls)", n)
 	}
 	noSecrets(t, c.secrets, m, d, data)
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := d.wait(t); code != 0 {
-		t.Errorf("director exited %d on SIGTERM; output:\n%s", code, d.stderr)
-	}
+	run.stop(t)
 }
 
 // commitFiles writes (or, when empty, removes) files and edits the manifest, as one commit.
