@@ -44,7 +44,9 @@ type cloudSetup struct {
 // through the reconciler on the OpenStack and Alibaba Cloud CPIs against their fakes, as
 // it does on the local CPI. The fakes are real HTTP servers; a VM the CPI creates boots
 // a real bosun-agent from the settings the CPI put in its user data, so the director
-// reaches it over NATS and its job serves HTTP on the VM's (127.x) address.
+// reaches it over NATS and its job serves HTTP on the VM's (127.x) address. The cloud is
+// busy (a throttled create, failed polls); a property change rolls out, a scale-down
+// deletes a VM (and so its agent), and the CPI's credentials show nowhere.
 func TestCloudsJourney(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the demo's Go package on agents booted by the fake clouds")
@@ -282,19 +284,36 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 		t.Errorf("instance ids moved: %v → %v", before, got)
 	}
 	// The cloud holds the two instances' VMs and no compilation VM; each runs an agent.
-	deadline := time.Now().Add(2 * time.Minute)
-	for c.vms() != 2 || vms.running() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the cloud holds %d VMs running %d agents; want the 2 instances'", c.vms(), vms.running())
-		}
-		time.Sleep(200 * time.Millisecond)
+	awaitVMs(t, c, vms, 2)
+
+	// Scaling down deletes a VM through the cloud, which stops its agent.
+	down := m.edit("scale down", func(s string) string { return strings.Replace(s, "instances: 2", "instances: 1", 1) })
+	start = time.Now()
+	msg, sf = m.awaitStatus(d, down, 5*time.Minute)
+	t.Logf("%s: scale 2 → 1 reported after %s", c.cpi, time.Since(start).Round(100*time.Millisecond))
+	if sf.Result != "succeeded" || len(sf.Instances) != 1 || sf.Instances[0].ID != before["web/0"] {
+		t.Fatalf("scale down on %s: %s\n%+v; want web/0 (%s) alone", c.cpi, msg, sf, before["web/0"])
 	}
+	answers(t, sf, "Bonjour")
+	awaitVMs(t, c, vms, 1)
 
 	if n := c.faulted(); n != 3 {
 		t.Errorf("the cloud answered %d injected faults; want 3 (one throttled create, two failed polls)", n)
 	}
 	noSecrets(t, c.secrets, m, d, data)
 	run.stop(t)
+}
+
+// awaitVMs waits until the cloud holds n VMs and n agents run.
+func awaitVMs(t *testing.T, c cloudSetup, vms *localVMs, n int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for c.vms() != n || vms.running() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cloud holds %d VMs running %d agents; want %d", c.vms(), vms.running(), n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // commitFiles writes (or, when empty, removes) files and edits the manifest, as one commit.
