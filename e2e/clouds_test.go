@@ -1,11 +1,17 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +44,8 @@ type cloudSetup struct {
 	vms         func() int
 	// faulted counts the injected faults the cloud answered with.
 	faulted func() int
+	// check makes the cloud's own checks after the deploy.
+	check func(t *testing.T)
 }
 
 // TestCloudsJourney is issue #10's second "done when": the demo deployment converges
@@ -102,7 +110,13 @@ func openstackSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	image := cloud.AddImage("bosh-openstack-kvm-ubuntu-jammy-go_agent", "active")
+	// A heavy stemcell, fetched by url as a team would reference one: the director
+	// hands the CPI the whole BOSH tarball and root.img is what reaches Glance.
+	const rootSize = 64 << 10
+	tgz := boshStemcell(t, rootSize)
+	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(tgz) }))
+	t.Cleanup(store.Close)
+	sum := sha1.Sum(tgz)
 	// A busy cloud: the first server create is throttled and two polls fail; the CPI
 	// waits and retries, and the deploy does not notice.
 	cloud.Inject(fakeopenstack.Fault{Method: "POST", Path: "/compute/v2.1/servers", Times: 1, Status: 429, RetryAfter: "1"})
@@ -110,8 +124,16 @@ func openstackSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 	return cloudSetup{
 		cpi: "openstack", config: cloud.ConfigJSON(), secrets: []string{fakeopenstack.Password}, secretKey: "api_key",
 		cloudConfig: cloudConfigFor(subnet, `{availability_zone: nova}`, `{net_id: "`+netID+`"}`, `{instance_type: m1.small}`),
-		stemcell:    lightStemcell(`{image_id: "` + image + `"}`),
-		vms:         func() int { return len(cloud.Servers()) },
+		stemcell: "name: bosh-openstack-kvm-ubuntu-jammy-go_agent\noperating_system: ubuntu-jammy\nversion: \"1.0\"\n" +
+			"url: " + store.URL + "/bosh-stemcell-1.0-openstack-kvm-ubuntu-jammy-go_agent.tgz\nsha1: " + hex.EncodeToString(sum[:]) + "\n" +
+			"cloud_properties: {name: bosh-openstack-kvm-ubuntu-jammy-go_agent, version: \"1.0\", disk_format: qcow2, container_format: bare}\n",
+		vms: func() int { return len(cloud.Servers()) },
+		check: func(t *testing.T) {
+			images := cloud.Images()
+			if len(images) != 1 || images[0].Size != rootSize || images[0].Status != "active" {
+				t.Errorf("Glance images = %+v; want the stemcell's root.img (%d bytes), active", images, rootSize)
+			}
+		},
 		faulted: func() int {
 			n := 0
 			for _, r := range cloud.Requests() {
@@ -132,6 +154,8 @@ func alicloudSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A light stemcell: ECS imports images only from OSS, so BOSH's Alibaba Cloud
+	// stemcells are light ones naming an image per region.
 	image := cloud.AddImage("bosh-alicloud-kvm-ubuntu-jammy-go_agent", "Available")
 	// A busy region: the first instance create is throttled and two polls fail; the
 	// CPI waits and retries, and the deploy does not notice.
@@ -143,6 +167,7 @@ func alicloudSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 			`{vswitch_id: `+vsw+`, security_group_id: `+fakealicloud.SecurityGroup+`}`, `{instance_type: ecs.g6.large}`),
 		stemcell: lightStemcell(`{image_id: {` + fakealicloud.Region + `: ` + image + `}}`),
 		vms:      func() int { return len(cloud.Instances()) },
+		check:    func(*testing.T) {},
 		faulted:  func() int { return cloud.Calls("CreateInstance", 400) + cloud.Calls("DescribeInstances", 503) },
 	}
 }
@@ -178,6 +203,36 @@ compilation:
   network: default
   reuse_compilation_vms: true
 `, subnet, az, net, vm)
+}
+
+// boshStemcell is a BOSH stemcell tarball: stemcell.MF beside "image", a tarball holding
+// a root.img of rootSize bytes.
+func boshStemcell(t *testing.T, rootSize int) []byte {
+	t.Helper()
+	tgz := func(files ...[2]string) []byte {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		tw := tar.NewWriter(zw)
+		for _, f := range files {
+			if err := tw.WriteHeader(&tar.Header{Name: f[0], Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(f[1]))}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tw.Write([]byte(f[1])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	image := tgz([2]string{"root.img", string(make([]byte, rootSize))})
+	mf := "name: bosh-openstack-kvm-ubuntu-jammy-go_agent\noperating_system: ubuntu-jammy\nversion: \"1.0\"\napi_version: 3\n" +
+		"stemcell_formats: [openstack-qcow2]\ncloud_properties: {disk_format: qcow2, container_format: bare}\n"
+	return tgz([2]string{"stemcell.MF", mf}, [2]string{"image", string(image)})
 }
 
 // lightStemcell references an image the cloud already has, as BOSH's light stemcells do.
@@ -297,6 +352,7 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 	answers(t, sf, "Bonjour")
 	awaitVMs(t, c, vms, 1)
 
+	c.check(t)
 	if n := c.faulted(); n != 3 {
 		t.Errorf("the cloud answered %d injected faults; want 3 (one throttled create, two failed polls)", n)
 	}
