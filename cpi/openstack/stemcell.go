@@ -130,7 +130,12 @@ func orDefault(s, def string) string {
 // rootImage returns a reader of the disk image in r: root.img out of a (gzipped)
 // tarball, or r itself. Nothing is read ahead beyond a small buffer, so the upload
 // streams whatever the image's size.
-func rootImage(r io.Reader) (io.Reader, error) {
+func rootImage(r io.Reader) (io.Reader, error) { return findRootImage(r, true) }
+
+// findRootImage reads a disk image, a tarball holding root.img, or a whole BOSH stemcell
+// tarball (the director hands the CPI the stemcell as fetched): stemcell.MF beside an
+// "image" tarball, which is opened in turn when nested is true.
+func findRootImage(r io.Reader, nested bool) (io.Reader, error) {
 	br := bufio.NewReader(r)
 	head, _ := br.Peek(512)
 	var in io.Reader = br
@@ -151,13 +156,17 @@ func rootImage(r io.Reader) (io.Reader, error) {
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the tarball holds no root.img")
+			return nil, errors.New("the tarball holds no root.img (nor a stemcell's image holding one)")
 		}
 		if err != nil {
 			return nil, err
 		}
-		if h.Typeflag == tar.TypeReg && strings.TrimPrefix(h.Name, "./") == "root.img" {
+		name := strings.TrimPrefix(h.Name, "./")
+		if h.Typeflag == tar.TypeReg && name == "root.img" {
 			return tr, nil
+		}
+		if h.Typeflag == tar.TypeReg && name == "image" && nested {
+			return findRootImage(tr, false)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/ecs"
+	"github.com/aliyun/alibaba-cloud-sdk-go/services/vpc"
 
 	"github.com/bosun-gitops/bosun/cpi/alicloud/fakealicloud"
 )
@@ -96,5 +97,38 @@ func TestSignatureFaultsStatesAndLog(t *testing.T) {
 				t.Errorf("log holds %s: %+v", k, l)
 			}
 		}
+	}
+}
+
+func TestAddVSwitch(t *testing.T) {
+	c := fakealicloud.New(t, fakealicloud.Options{})
+	for _, tc := range []struct{ zone, cidr, want string }{
+		{fakealicloud.ZoneA, "127.1.2.0", "fake vswitch in cn-beijing-a"},
+		{"cn-nowhere-z", "127.1.2.0/24", "no zone cn-nowhere-z"},
+	} {
+		if _, err := c.AddVSwitch(tc.zone, tc.cidr); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("AddVSwitch(%s, %s) = %v, want an error with %q", tc.zone, tc.cidr, err, tc.want)
+		}
+	}
+	id, err := c.AddVSwitch(fakealicloud.ZoneB, "127.1.2.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := sdk.NewConfig()
+	conf.Scheme = "HTTP"
+	vc, err := vpc.NewClientWithOptions(fakealicloud.Region, conf, &credentials.AccessKeyCredential{AccessKeyId: fakealicloud.AccessKeyID, AccessKeySecret: fakealicloud.AccessKeySecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.Domain = strings.TrimPrefix(c.URL(), "http://")
+	req := vpc.CreateDescribeVSwitchesRequest()
+	req.Scheme = "HTTP"
+	req.VSwitchId = id
+	resp, err := vc.DescribeVSwitches(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := resp.VSwitches.VSwitch; len(v) != 1 || v[0].CidrBlock != "127.1.2.0/24" || v[0].ZoneId != fakealicloud.ZoneB {
+		t.Errorf("DescribeVSwitches %s = %+v", id, v)
 	}
 }

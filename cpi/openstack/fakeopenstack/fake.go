@@ -305,6 +305,21 @@ func (c *Cloud) AddPort(netID, name, ip string) string {
 	return p.ID
 }
 
+// AddNetwork makes a tenant network with one subnet on cidr and returns its id: a
+// whole deploy against the fake uses a 127.x network, so the local agents' jobs bind
+// to addresses this machine has.
+func (c *Cloud) AddNetwork(name, cidr string) (string, error) {
+	prefix, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return "", fmt.Errorf("fake network %s: %w", name, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := newID()
+	c.networks = append(c.networks, network{ID: id, Name: name, SubnetID: "sub-" + id, CIDR: prefix.Masked()})
+	return id, nil
+}
+
 // Servers returns every server not yet gone.
 func (c *Cloud) Servers() []Server {
 	c.mu.Lock()

@@ -86,3 +86,24 @@ func TestVolumeStatesAdvancePerPoll(t *testing.T) {
 		t.Errorf("states = %v", states)
 	}
 }
+
+func TestAddNetwork(t *testing.T) {
+	c := fakeopenstack.New(t, fakeopenstack.Options{})
+	if _, err := c.AddNetwork("bad", "127.1.2.0"); err == nil || !strings.Contains(err.Error(), "fake network bad") {
+		t.Errorf("a range without a prefix length: %v", err)
+	}
+	id, err := c.AddNetwork("loopback", "127.1.2.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, h, _ := do(t, "POST", c.AuthURL()+"/v3/auth/tokens", "", `{"auth":{"identity":{"methods":["application_credential"],"application_credential":{"id":"`+
+		fakeopenstack.AppCredID+`","secret":"`+fakeopenstack.AppCredKey+`"}}}}`)
+	tok := h.Get("X-Subject-Token")
+	if code, _, body := do(t, "GET", c.URL()+"/network/v2.0/networks/"+id, tok, ""); code != 200 || !strings.Contains(body, `"name":"loopback"`) {
+		t.Errorf("get network: %d %s", code, body)
+	}
+	if code, _, body := do(t, "POST", c.URL()+"/network/v2.0/ports", tok,
+		`{"port":{"network_id":"`+id+`","fixed_ips":[{"ip_address":"127.1.2.20"}]}}`); code != 201 || !strings.Contains(body, "127.1.2.20") {
+		t.Errorf("port on the new network: %d %s", code, body)
+	}
+}
