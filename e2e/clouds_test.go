@@ -15,9 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/cpi/alicloud/fakealicloud"
 	"github.com/bosun-gitops/bosun/cpi/openstack/fakeopenstack"
+	"github.com/bosun-gitops/bosun/internal/localvm"
 )
 
 // cloudSetup is what a deploy against one fake cloud needs: the CPI and its config, the
@@ -61,7 +60,7 @@ func TestCloudsJourney(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		setup func(t *testing.T, vms *localVMs, subnet string) cloudSetup
+		setup func(t *testing.T, vms *localvm.Fleet, subnet string) cloudSetup
 	}{
 		{"openstack", openstackSetup},
 		{"alicloud", alicloudSetup},
@@ -79,7 +78,7 @@ func TestCloudsWrongCredentials(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		setup func(t *testing.T, vms *localVMs, subnet string) cloudSetup
+		setup func(t *testing.T, vms *localvm.Fleet, subnet string) cloudSetup
 		says  string
 	}{
 		{"openstack", openstackSetup, "401"},
@@ -93,7 +92,7 @@ func TestCloudsWrongCredentials(t *testing.T) {
 				t.Fatalf("deploy with a wrong secret: want failed, naming %q\n%s\n%+v", tc.says, msg, sf.Error)
 			}
 			t.Logf("status error: %s", sf.Error.Message)
-			if n := run.vms.running(); n != 0 {
+			if n := run.vms.Running(); n != 0 {
 				t.Errorf("%d VMs run with a wrong secret", n)
 			}
 			noSecrets(t, append(run.secrets, wrong), run.m, run.d, run.data)
@@ -102,10 +101,10 @@ func TestCloudsWrongCredentials(t *testing.T) {
 	}
 }
 
-func openstackSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
+func openstackSetup(t *testing.T, vms *localvm.Fleet, subnet string) cloudSetup {
 	cloud := fakeopenstack.New(t, fakeopenstack.Options{})
-	cloud.OnServerCreate(func(s fakeopenstack.Server, userData []byte) { vms.boot(s.ID, userData) })
-	cloud.OnServerDelete(func(s fakeopenstack.Server) { vms.stop(s.ID) })
+	cloud.OnServerCreate(func(s fakeopenstack.Server, userData []byte) { bootOrFail(t, vms, s.ID, userData) })
+	cloud.OnServerDelete(func(s fakeopenstack.Server) { vms.Stop(s.ID) })
 	netID, err := cloud.AddNetwork("bosun-local", subnet+".0/24")
 	if err != nil {
 		t.Fatal(err)
@@ -146,10 +145,10 @@ func openstackSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
 	}
 }
 
-func alicloudSetup(t *testing.T, vms *localVMs, subnet string) cloudSetup {
+func alicloudSetup(t *testing.T, vms *localvm.Fleet, subnet string) cloudSetup {
 	cloud := fakealicloud.New(t, fakealicloud.Options{})
-	cloud.OnInstanceStart(func(i fakealicloud.Instance, userData []byte) { vms.boot(i.ID, userData) })
-	cloud.OnInstanceStop(func(i fakealicloud.Instance) { vms.stop(i.ID) })
+	cloud.OnInstanceStart(func(i fakealicloud.Instance, userData []byte) { bootOrFail(t, vms, i.ID, userData) })
+	cloud.OnInstanceStop(func(i fakealicloud.Instance) { vms.Stop(i.ID) })
 	vsw, err := cloud.AddVSwitch(fakealicloud.ZoneA, subnet+".0/24")
 	if err != nil {
 		t.Fatal(err)
@@ -245,21 +244,22 @@ type cloudRun struct {
 	cloudSetup
 	m     *manifestRepo
 	d     *directorProc
-	vms   *localVMs
+	vms   *localvm.Fleet
 	data  string
 	first string // the commit that moves the demo onto the cloud
 }
 
 // startOnCloud makes the cloud, commits the repository's move onto it and starts a
 // director with the cloud's CPI. badSecret, when given, replaces the CPI config's secret.
-func startOnCloud(t *testing.T, setupCloud func(*testing.T, *localVMs, string) cloudSetup, badSecret string) *cloudRun {
+func startOnCloud(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, string) cloudSetup, badSecret string) *cloudRun {
 	base := reachableTempDir(t)
 	dir := filepath.Join(base, "repo")
 	if out, err := exec.Command(directorBinary(t), "init", dir).CombinedOutput(); err != nil {
 		t.Fatalf("bosun init: %v\n%s", err, out)
 	}
 	agentBinary(t)
-	vms := newLocalVMs(t, filepath.Join(filepath.Dir(directorBinary(t)), "bosun-agent"), filepath.Join(base, "vms"))
+	vms := localvm.New(filepath.Join(filepath.Dir(directorBinary(t)), "bosun-agent"), filepath.Join(base, "vms"))
+	t.Cleanup(vms.StopAll)
 	// A subnet of its own, so runs in parallel (other helpers', other journeys) never
 	// collide on addresses.
 	var r [2]byte
@@ -312,7 +312,7 @@ func (r *cloudRun) stop(t *testing.T) {
 	}
 }
 
-func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) cloudSetup) {
+func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, string) cloudSetup) {
 	run := startOnCloud(t, setupCloud, "")
 	c, m, d, vms, first, data := run.cloudSetup, run.m, run.d, run.vms, run.first, run.data
 
@@ -321,7 +321,7 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 	msg, sf := m.awaitStatus(d, first, 15*time.Minute)
 	t.Logf("%s: first deploy (stemcell, compile, 2 VMs) reported after %s", c.cpi, time.Since(start).Round(100*time.Millisecond))
 	if sf.Result != "succeeded" || len(sf.Instances) != 2 {
-		t.Fatalf("first deploy on %s: %s\n%+v\nagents:\n%s", c.cpi, msg, sf, vms.output())
+		t.Fatalf("first deploy on %s: %s\n%+v\nagents:\n%s", c.cpi, msg, sf, vms.Output())
 	}
 	answers(t, sf, "Hello from Bosun")
 	before := ids(sf)
@@ -332,7 +332,7 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 	msg, sf = m.awaitStatus(d, greet, 5*time.Minute)
 	t.Logf("%s: property change on 2 instances reported after %s", c.cpi, time.Since(start).Round(100*time.Millisecond))
 	if sf.Result != "succeeded" || !strings.Contains(msg, "Bosun-Result: succeeded") {
-		t.Fatalf("new greeting on %s: %s\nagents:\n%s", c.cpi, msg, vms.output())
+		t.Fatalf("new greeting on %s: %s\nagents:\n%s", c.cpi, msg, vms.Output())
 	}
 	answers(t, sf, "Bonjour")
 	if got := ids(sf); fmt.Sprint(got) != fmt.Sprint(before) {
@@ -361,12 +361,12 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localVMs, string) c
 }
 
 // awaitVMs waits until the cloud holds n VMs and n agents run.
-func awaitVMs(t *testing.T, c cloudSetup, vms *localVMs, n int) {
+func awaitVMs(t *testing.T, c cloudSetup, vms *localvm.Fleet, n int) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	for c.vms() != n || vms.running() != n {
+	for c.vms() != n || vms.Running() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("the cloud holds %d VMs running %d agents; want %d", c.vms(), vms.running(), n)
+			t.Fatalf("the cloud holds %d VMs running %d agents; want %d", c.vms(), vms.Running(), n)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -474,141 +474,10 @@ func noSecrets(t *testing.T, secrets []string, m *manifestRepo, d *directorProc,
 	}
 }
 
-// localVMs are the fake cloud's VMs: each a bosun-agent on this machine, in a session of
-// its own, reading its settings from the user data the CPI gave the cloud, as a stemcell's
-// agent would.
-type localVMs struct {
-	t     *testing.T
-	agent string
-	root  string
-	env   []string
-
-	mu     sync.Mutex
-	agents map[string]*exec.Cmd
-	out    map[string]*syncBuffer
-}
-
-func newLocalVMs(t *testing.T, agent, root string) *localVMs {
-	// The demo's release compiles Go: agents share this machine's build cache, as the
-	// director's local-CPI wrapper arranges, or every first deploy rebuilds the
-	// standard library.
-	env := []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + os.TempDir(), "HOME=" + os.Getenv("HOME")}
-	if out, err := exec.Command("go", "env", "GOCACHE").Output(); err == nil {
-		env = append(env, "GOCACHE="+strings.TrimSpace(string(out)))
+// bootOrFail boots a fake cloud's VM as a local agent; the fake calls it from its own
+// goroutine, so a failure is reported, not fatal.
+func bootOrFail(t *testing.T, vms *localvm.Fleet, id string, userData []byte) {
+	if err := vms.Boot(id, userData); err != nil {
+		t.Error(err)
 	}
-	v := &localVMs{t: t, agent: agent, root: root, env: env, agents: map[string]*exec.Cmd{}, out: map[string]*syncBuffer{}}
-	t.Cleanup(func() {
-		v.mu.Lock()
-		var ids []string
-		for id := range v.agents {
-			ids = append(ids, id)
-		}
-		v.mu.Unlock()
-		for _, id := range ids {
-			v.stop(id)
-		}
-	})
-	return v
-}
-
-// boot starts the VM's agent with userData as its settings file.
-func (v *localVMs) boot(id string, userData []byte) {
-	dir := filepath.Join(v.root, id)
-	path := filepath.Join(dir, "var", "vcap", "bosh", "settings.json")
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		v.t.Error(err)
-		return
-	}
-	if err := os.WriteFile(path, userData, 0o600); err != nil {
-		v.t.Error(err)
-		return
-	}
-	cmd := exec.Command(v.agent, "--settings", path, "--root", dir)
-	cmd.Dir, cmd.Env = dir, v.env
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// A job that outlived its agent must not hold Wait on the output pipe.
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		v.t.Error(err)
-		return
-	}
-	v.mu.Lock()
-	v.agents[id], v.out[id] = cmd, out
-	v.mu.Unlock()
-}
-
-// stop ends every process of the VM's session: its agent and the jobs it started.
-func (v *localVMs) stop(id string) {
-	v.mu.Lock()
-	cmd := v.agents[id]
-	delete(v.agents, id)
-	v.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	sid := cmd.Process.Pid
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	signalSession(sid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(sessionMembers(sid)) > 0 && time.Now().Before(deadline) {
-		signalSession(sid, syscall.SIGKILL)
-		time.Sleep(50 * time.Millisecond)
-	}
-	<-done
-}
-
-func (v *localVMs) running() int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return len(v.agents)
-}
-
-// output is every agent's output, for a failure message.
-func (v *localVMs) output() string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	var b strings.Builder
-	for id, out := range v.out {
-		fmt.Fprintf(&b, "--- %s\n%s\n", id, out)
-	}
-	return b.String()
-}
-
-func signalSession(sid int, sig syscall.Signal) {
-	for _, pid := range sessionMembers(sid) {
-		_ = syscall.Kill(pid, sig)
-	}
-}
-
-// sessionMembers lists the live processes of session sid.
-func sessionMembers(sid int) []int {
-	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var out []int
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp session …; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 4 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if s, err := strconv.Atoi(f[3]); err == nil && s == sid {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-			out = append(out, pid)
-		}
-	}
-	return out
 }

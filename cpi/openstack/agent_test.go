@@ -1,14 +1,10 @@
 package openstack_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +13,7 @@ import (
 	"github.com/bosun-gitops/bosun/agent/protocol"
 	"github.com/bosun-gitops/bosun/bus"
 	"github.com/bosun-gitops/bosun/cpi"
+	"github.com/bosun-gitops/bosun/internal/localvm"
 	"github.com/bosun-gitops/bosun/cpi/openstack/fakeopenstack"
 )
 
@@ -48,62 +45,17 @@ func TestServerBootsLocalAgent(t *testing.T) {
 	}
 
 	e := newEnv(t, fakeopenstack.Options{}, nil)
-	var mu sync.Mutex
-	agents := map[string]*exec.Cmd{}
-	stderr := map[string]*bytes.Buffer{}
-	root := t.TempDir()
+	vms := localvm.New(agentBin, t.TempDir())
+	t.Cleanup(vms.StopAll)
 	e.cloud.OnServerCreate(func(s fakeopenstack.Server, userData []byte) {
-		dir := filepath.Join(root, s.ID)
-		path := filepath.Join(dir, "var", "vcap", "bosh", "settings.json")
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Error(err)
-			return
-		}
 		// The agent reads the user_data as it is: that is the contract under test.
-		if err := os.WriteFile(path, userData, 0o600); err != nil {
+		if err := vms.Boot(s.ID, userData); err != nil {
 			t.Error(err)
-			return
 		}
-		cmd := exec.Command(agentBin, "--settings", path, "--root", dir)
-		var buf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		if err := cmd.Start(); err != nil {
-			t.Error(err)
-			return
-		}
-		mu.Lock()
-		agents[s.ID], stderr[s.ID] = cmd, &buf
-		mu.Unlock()
 	})
-	stop := func(id string) {
-		mu.Lock()
-		cmd := agents[id]
-		delete(agents, id)
-		mu.Unlock()
-		if cmd == nil {
-			return
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Errorf("agent of %s did not exit on SIGTERM", id)
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	e.cloud.OnServerDelete(func(s fakeopenstack.Server) { stop(s.ID) })
-	t.Cleanup(func() {
-		mu.Lock()
-		var ids []string
-		for id := range agents {
-			ids = append(ids, id)
-		}
-		mu.Unlock()
-		for _, id := range ids {
-			stop(id)
+	e.cloud.OnServerDelete(func(s fakeopenstack.Server) {
+		if !vms.Stop(s.ID) {
+			t.Errorf("agent of %s did not exit on SIGTERM", s.ID)
 		}
 	})
 
@@ -126,20 +78,14 @@ func TestServerBootsLocalAgent(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			mu.Lock()
-			out := stderr[string(vm)]
-			mu.Unlock()
-			t.Fatalf("agent never answered ping: %v\nagent output:\n%s", err, out)
+			t.Fatalf("agent never answered ping: %v\nagent output:\n%s", err, vms.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err := e.cpi.DeleteVM(ctx, vm); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	left := len(agents)
-	mu.Unlock()
-	if left != 0 {
+	if left := vms.Running(); left != 0 {
 		t.Errorf("%d agents still running after delete_vm", left)
 	}
 }
