@@ -253,6 +253,19 @@ func short(sha string) string {
 	return sha
 }
 
+// remoteVerb is the start every listing verb shares: parse its flags, refuse positional
+// arguments, reach the director.
+func remoteVerb(fs *flag.FlagSet, rf *remoteFlags, verb string, args []string) (*api.Client, error) {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := noArgs(verb, pos); err != nil {
+		return nil, err
+	}
+	return rf.client()
+}
+
 func noArgs(verb string, pos []string) error {
 	if len(pos) > 0 {
 		return usageError("unexpected argument %q (see `bosun %s --help`)", pos[0], verb)

@@ -36,14 +36,7 @@ func init() {
 func runReconcile(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "reconcile", "")
 	rf := addRemoteFlags(fs, false)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs("reconcile", pos); err != nil {
-		return err
-	}
-	cl, err := rf.client()
+	cl, err := remoteVerb(fs, rf, "reconcile", args)
 	if err != nil {
 		return err
 	}

@@ -21,14 +21,7 @@ func init() {
 func runDeployments(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "deployments", "")
 	rf := addRemoteFlags(fs, false)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs("deployments", pos); err != nil {
-		return err
-	}
-	cl, err := rf.client()
+	cl, err := remoteVerb(fs, rf, "deployments", args)
 	if err != nil {
 		return err
 	}

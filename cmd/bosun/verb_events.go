@@ -28,14 +28,7 @@ func runEvents(ctx context.Context, c *cli, args []string) error {
 	until := fs.String("until", "", "only events before: an RFC 3339 time or a duration back")
 	before := fs.Int64("before-id", 0, "only events older than this id (page back)")
 	limit := fs.Int("limit", 200, "at most this many events (up to 1000)")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs("events", pos); err != nil {
-		return err
-	}
-	cl, err := rf.client()
+	cl, err := remoteVerb(fs, rf, "events", args)
 	if err != nil {
 		return err
 	}
@@ -70,14 +63,7 @@ func runEvents(ctx context.Context, c *cli, args []string) error {
 func runLocks(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "locks", "")
 	rf := addRemoteFlags(fs, false)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs("locks", pos); err != nil {
-		return err
-	}
-	cl, err := rf.client()
+	cl, err := remoteVerb(fs, rf, "locks", args)
 	if err != nil {
 		return err
 	}
@@ -103,14 +89,7 @@ func runRevisions(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "revisions", "")
 	rf := addRemoteFlags(fs, false)
 	limit := fs.Int("limit", 30, "at most this many revisions, newest first")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs("revisions", pos); err != nil {
-		return err
-	}
-	cl, err := rf.client()
+	cl, err := remoteVerb(fs, rf, "revisions", args)
 	if err != nil {
 		return err
 	}
@@ -140,14 +119,7 @@ func runRevisions(ctx context.Context, c *cli, args []string) error {
 func runSources(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "sources", "")
 	rf := addRemoteFlags(fs, false)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs("sources", pos); err != nil {
-		return err
-	}
-	cl, err := rf.client()
+	cl, err := remoteVerb(fs, rf, "sources", args)
 	if err != nil {
 		return err
 	}

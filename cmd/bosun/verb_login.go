@@ -120,14 +120,7 @@ func runNewToken(ctx context.Context, c *cli, args []string) error {
 func runEnv(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "env", "")
 	rf := addRemoteFlags(fs, false)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs("env", pos); err != nil {
-		return err
-	}
-	cl, err := rf.client()
+	cl, err := remoteVerb(fs, rf, "env", args)
 	if err != nil {
 		return err
 	}
