@@ -72,6 +72,7 @@ type statusInstance struct {
 	Name  string   `yaml:"name"`
 	ID    string   `yaml:"id"`
 	State string   `yaml:"state"`
+	VMCID string   `yaml:"vm_cid"`
 	IPs   []string `yaml:"ips"`
 }
 
@@ -91,6 +92,12 @@ type statusFile struct {
 // message and file.
 func (m *manifestRepo) awaitStatus(d *directorProc, sha string, within time.Duration) (string, statusFile) {
 	m.t.Helper()
+	return m.awaitStatusOf(d, "demo", sha, within)
+}
+
+// awaitStatusOf waits for a status commit on deployment naming source commit sha.
+func (m *manifestRepo) awaitStatusOf(d *directorProc, deployment, sha string, within time.Duration) (string, statusFile) {
+	m.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		select {
@@ -98,7 +105,7 @@ func (m *manifestRepo) awaitStatus(d *directorProc, sha string, within time.Dura
 			m.t.Fatalf("director exited while waiting for the status of %s:\n%s", sha[:7], d.stderr)
 		default:
 		}
-		if msg, f, ok := m.findStatus(sha); ok {
+		if msg, f, ok := m.findStatusOf(deployment, sha); ok {
 			return msg, f
 		}
 		if time.Now().After(deadline) {
@@ -109,6 +116,11 @@ func (m *manifestRepo) awaitStatus(d *directorProc, sha string, within time.Dura
 }
 
 func (m *manifestRepo) findStatus(sha string) (string, statusFile, bool) {
+	return m.findStatusOf("demo", sha)
+}
+
+// findStatusOf finds the status commit of deployment naming source commit sha.
+func (m *manifestRepo) findStatusOf(deployment, sha string) (string, statusFile, bool) {
 	ref, err := m.repo.Reference(plumbing.NewBranchReferenceName("bosun/status"), true)
 	if err != nil {
 		return "", statusFile{}, false
@@ -123,10 +135,10 @@ func (m *manifestRepo) findStatus(sha string) (string, statusFile, bool) {
 		if err != nil {
 			return "", statusFile{}, false
 		}
-		if !strings.HasPrefix(c.Message, "demo: ") || !strings.Contains(c.Message, "Bosun-Source: "+sha) {
+		if !strings.HasPrefix(c.Message, deployment+": ") || !strings.Contains(c.Message, "Bosun-Source: "+sha) {
 			continue
 		}
-		f, err := c.File("deployments/demo.yml")
+		f, err := c.File("deployments/" + deployment + ".yml")
 		if err != nil {
 			return "", statusFile{}, false
 		}
@@ -201,15 +213,15 @@ func TestReconcileJourney(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := &manifestRepo{t: t, dir: dir, repo: repo}
-	head, err := repo.Head()
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := head.Hash().String()
+	// Another demo on this machine (make demo, a parallel run) holds the template's
+	// addresses: this run's VMs get a range of their own.
+	first := m.privateAddresses()
 
-	api := directorFreePort(t)
-	d := startDirector(t, "--dev", "--data-dir", filepath.Join(base, "data"), "--repo", dir,
-		"--listen", api, "--nats-listen", directorFreePort(t), "--poll-interval", "2s")
+	data := filepath.Join(base, "data")
+	cleanupLocalVMs(t, base, data) // registered first: runs after every director stopped
+	args := []string{"--dev", "--data-dir", data, "--repo", dir,
+		"--listen", directorFreePort(t), "--nats-listen", directorFreePort(t), "--poll-interval", "2s"}
+	d := startDirector(t, args...)
 	h := d.healthy(t)
 	if strings.Contains(h.WaitingFor, "converge executor") {
 		t.Skip("cmd/bosun has no converge executor wired in yet (newConverger in director_reconciler.go)")
@@ -279,6 +291,13 @@ func TestReconcileJourney(t *testing.T) {
 		t.Fatalf("scale down: %+v; want web/0 (%s) alone", sf, before["web/0"])
 	}
 	answers(t, sf, "Fixed")
+
+	// The rest of #6: a director killed mid-rollout, commit-to-converged latency, deleting
+	// a deployment and an empty repository, on the same data dir (fleet_test.go).
+	j := &journey{t: t, base: base, data: data, m: m, d: d, args: args, web0: before["web/0"]}
+	j.killMidRollout()
+	j.latency()
+	j.deleteDeployment()
 }
 
 // canaryFirst checks, in the task's event log, that the first instance touched is the
