@@ -33,6 +33,8 @@ type journey struct {
 	d    *directorProc
 	args []string // the director's flags, for a restart
 	web0 string   // web/0's instance id since the first deploy
+	// directors are every director that ran on data, for diagnosing leftovers.
+	directors *[]*directorProc
 }
 
 // commitTree commits whatever change made to the worktree, deletions included.
@@ -98,9 +100,11 @@ func localCPIOf(t *testing.T, data string) *local.CPI {
 
 // cleanupLocalVMs deletes, when the test ends (failed or not), every VM of the local CPI
 // under data: their agents and jobs run in sessions of their own and outlive the
-// director by design. Then nothing may be left running from base. Register it before
-// starting a director, so that it runs after the director's own cleanup.
-func cleanupLocalVMs(t *testing.T, base, data string) {
+// director by design. Then nothing may be left running from base: a process still there
+// is reported with its log and the directors' lines about its VM, and killed. Register
+// it before starting a director, so that it runs after the director's own cleanup;
+// directors lists the directors that ran on data, for those lines.
+func cleanupLocalVMs(t *testing.T, base, data string, directors func() []*directorProc) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -120,9 +124,28 @@ func cleanupLocalVMs(t *testing.T, base, data string) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		for _, p := range procsUnder(base) {
-			t.Errorf("still running after the test: %s", p)
+			pid, _ := strconv.Atoi(strings.Fields(p)[0])
+			log, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fd/2", pid)) // an agent's log, even when its VM dir is gone
+			var about []string
+			if i := strings.Index(p, "/vms/"); i >= 0 {
+				cid, _, _ := strings.Cut(p[i+len("/vms/"):], "/")
+				for _, d := range directors() {
+					for _, l := range strings.Split(d.stderr.String(), "\n") {
+						if strings.Contains(l, cid) {
+							about = append(about, l)
+						}
+					}
+				}
+			}
+			t.Errorf("still running after the test, killed: %s\nits log:\n%s\nthe directors on its VM:\n%s", p, tailLines(string(log), 20), strings.Join(about, "\n"))
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // procsUnder lists the live processes whose command line names dir.
@@ -299,6 +322,7 @@ func (j *journey) restart() {
 		}
 	}
 	j.d = startDirector(t, args...)
+	*j.directors = append(*j.directors, j.d)
 	j.d.healthy(t)
 }
 
@@ -321,8 +345,9 @@ func (j *journey) killMidRollout() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Kill while a create_vm is in flight if the poll catches one, else once a few VMs
-	// of the batches exist: either way some of the 10 are made and some are not.
+	// Kill once the canary's VM and at least one of a batch's exist, while a create_vm
+	// is in flight if the poll catches one: some of the 10 are made, some are being
+	// made, the rest are not.
 	var n, inFlight int
 	var taskID int64
 	for {
@@ -345,7 +370,7 @@ func (j *journey) killMidRollout() {
 		if n >= 10 {
 			t.Fatalf("the rollout made all %d VMs before the director could be killed", n)
 		}
-		if taskID != 0 && n >= 2 && (inFlight > 0 || n >= 4) {
+		if taskID != 0 && n >= 3 && (inFlight > 0 || n >= 5) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

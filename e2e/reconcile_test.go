@@ -218,10 +218,13 @@ func TestReconcileJourney(t *testing.T) {
 	first := m.privateAddresses()
 
 	data := filepath.Join(base, "data")
-	cleanupLocalVMs(t, base, data) // registered first: runs after every director stopped
+	var directors []*directorProc
+	// Registered first, so it runs after every director stopped.
+	cleanupLocalVMs(t, base, data, func() []*directorProc { return directors })
 	args := []string{"--dev", "--data-dir", data, "--repo", dir,
 		"--listen", directorFreePort(t), "--nats-listen", directorFreePort(t), "--poll-interval", "2s"}
 	d := startDirector(t, args...)
+	directors = append(directors, d)
 	h := d.healthy(t)
 	if strings.Contains(h.WaitingFor, "converge executor") {
 		t.Skip("cmd/bosun has no converge executor wired in yet (newConverger in director_reconciler.go)")
@@ -294,7 +297,7 @@ func TestReconcileJourney(t *testing.T) {
 
 	// The rest of #6: a director killed mid-rollout, commit-to-converged latency, deleting
 	// a deployment and an empty repository, on the same data dir (fleet_test.go).
-	j := &journey{t: t, base: base, data: data, m: m, d: d, args: args, web0: before["web/0"]}
+	j := &journey{t: t, base: base, data: data, m: m, d: d, args: args, web0: before["web/0"], directors: &directors}
 	j.killMidRollout()
 	j.latency()
 	j.deleteDeployment()
