@@ -476,6 +476,28 @@ func TestListVMsSweepsLeftovers(t *testing.T) {
 	}
 }
 
+// A director killed between starting a VM's agent and recording its pid leaves a VM
+// without agent.pid: deleting it must still end the agent.
+func TestDeleteVMWithoutAgentPid(t *testing.T) {
+	ctx := context.Background()
+	c, dir := newCPI(t, nil)
+	vm, _, err := c.CreateVM(ctx, cpi.VMSpec{AgentID: "a", Stemcell: stemcell(t, c), Networks: cpi.Networks{"d": {Type: "dynamic"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := agentPid(t, dir, vm)
+	if err := os.Remove(filepath.Join(dir, "vms", string(vm), "agent.pid")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteVM(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	if alive(pid) {
+		t.Errorf("the agent (pid %d) of deleted VM %s still runs", pid, vm)
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
 func TestMissingAgent(t *testing.T) {
 	c, dir := newCPI(t, func(cfg *local.Config) { cfg.AgentPath = "/nonexistent/bosun-agent" })
 	_, _, err := c.CreateVM(context.Background(), cpi.VMSpec{AgentID: "a", Stemcell: stemcell(t, c), Networks: cpi.Networks{"d": {Type: "dynamic"}}})
