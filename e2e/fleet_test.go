@@ -342,8 +342,7 @@ func (j *journey) killMidRollout() {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	_, port := postmaster(t, j.data)
-	pgPid, _ := postmaster(t, j.data)
+	pgPid, port := postmaster(t, j.data)
 	conn, err := pgx.Connect(ctx, pgSocketURL(j.data, port))
 	if err != nil {
 		t.Fatal(err)
@@ -714,10 +713,8 @@ func (j *journey) deleteDeployment() {
 			t.Errorf("delete tasks for demo: %d, %v", n, err)
 		}
 	})
-	if _, _, ok := m.findStatusOf("demo", empty); ok {
-		if msg, sf, _ := m.findStatusOf("demo", empty); sf.Result == "deleted" {
-			t.Errorf("the empty repository deleted demo: %s", msg)
-		}
+	if msg, sf, ok := m.findStatusOf("demo", empty); ok && sf.Result == "deleted" {
+		t.Errorf("the empty repository deleted demo: %s", msg)
 	}
 	if fleet := checkFleet(t, j.data); fmt.Sprint(fleet["demo"]) != fmt.Sprint(demo) {
 		t.Errorf("the empty repository touched demo:\nbefore %+v\nafter  %+v", demo, fleet["demo"])
