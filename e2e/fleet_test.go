@@ -347,9 +347,10 @@ func (j *journey) killMidRollout() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Kill once the canary's VM and at least one of a batch's exist, while a create_vm
-	// is in flight if the poll catches one: some of the 10 are made, some are being
-	// made, the rest are not.
+	// Kill once the canary's VM and at least one of a batch's exist (how many is drawn,
+	// so that runs cover different points), while a create_vm is in flight if the poll
+	// catches one: some of the 10 are made, some are being made, the rest are not.
+	target := 3 + rand.IntN(5)
 	var n, inFlight int
 	var taskID int64
 	for {
@@ -372,7 +373,7 @@ func (j *journey) killMidRollout() {
 		if n >= 10 {
 			t.Fatalf("the rollout made all %d VMs before the director could be killed", n)
 		}
-		if taskID != 0 && n >= 3 && (inFlight > 0 || n >= 5) {
+		if taskID != 0 && n >= target && (inFlight > 0 || n >= target+2) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -383,7 +384,7 @@ func (j *journey) killMidRollout() {
 	killed := time.Now()
 	j.d.wait(t)
 	conn.Close(context.Background())
-	t.Logf("SIGKILL at %d of 10 VMs, %d create_vm in flight, task %d processing", n, inFlight, taskID)
+	t.Logf("SIGKILL at %d of 10 VMs (aimed at %d), %d create_vm in flight, task %d processing", n, target, inFlight, taskID)
 	// Its Postgres follows (parent-death signal); the restart needs the data dir free.
 	for syscall.Kill(pgPid, 0) == nil {
 		if time.Since(killed) > 2*time.Minute {
