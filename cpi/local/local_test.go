@@ -498,6 +498,43 @@ func TestDeleteVMWithoutAgentPid(t *testing.T) {
 	}
 }
 
+// A VM is listed only once it names its agent: a director killed mid create_vm finds
+// what it made by the agent id of its write-ahead intent, or nothing is listed at all.
+func TestListedVMsNameTheirAgent(t *testing.T) {
+	ctx := context.Background()
+	c, _ := newCPI(t, nil)
+	sc := stemcell(t, c)
+	done := make(chan error, 1)
+	go func() {
+		for i := range 4 {
+			if _, _, err := c.CreateVM(ctx, cpi.VMSpec{AgentID: fmt.Sprintf("agent-%d", i), Stemcell: sc, Networks: cpi.Networks{"d": {Type: "dynamic"}}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for {
+		vms, err := c.ListVMs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, vm := range vms {
+			if vm.AgentID == "" {
+				t.Fatalf("VM %s is listed without its agent id", vm.CID)
+			}
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		default:
+		}
+	}
+}
+
 func TestMissingAgent(t *testing.T) {
 	c, dir := newCPI(t, func(cfg *local.Config) { cfg.AgentPath = "/nonexistent/bosun-agent" })
 	_, _, err := c.CreateVM(context.Background(), cpi.VMSpec{AgentID: "a", Stemcell: stemcell(t, c), Networks: cpi.Networks{"d": {Type: "dynamic"}}})
