@@ -50,14 +50,7 @@ func startDirectorEnv(t *testing.T, env []string, args ...string) *directorProc 
 		t.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	t.Cleanup(p.terminate)
 	return p
 }
 

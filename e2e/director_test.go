@@ -104,15 +104,26 @@ func startDirector(t *testing.T, args ...string) *directorProc {
 		t.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	t.Cleanup(p.terminate)
 	return p
+}
+
+// terminate stops a director still running when its test ends: SIGTERM first, so that it
+// stops its own Postgres (a SIGKILLed director's Postgres only begins a shutdown), then
+// SIGKILL if it takes too long.
+func (p *directorProc) terminate() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
 }
 
 // wait waits for the director to exit and returns its status.

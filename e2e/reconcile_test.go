@@ -1,19 +1,15 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,6 +78,7 @@ type statusInstance struct {
 	Name  string   `yaml:"name"`
 	ID    string   `yaml:"id"`
 	State string   `yaml:"state"`
+	VMCID string   `yaml:"vm_cid"`
 	IPs   []string `yaml:"ips"`
 }
 
@@ -114,7 +111,7 @@ func (m *manifestRepo) awaitStatusOf(d *directorProc, deployment, sha string, wi
 			m.t.Fatalf("director exited while waiting for the status of %s:\n%s", sha[:7], d.stderr)
 		default:
 		}
-		if msg, f, ok := m.findStatus(deployment, sha); ok {
+		if msg, f, ok := m.findStatusOf(deployment, sha); ok {
 			return msg, f
 		}
 		if time.Now().After(deadline) {
@@ -124,7 +121,12 @@ func (m *manifestRepo) awaitStatusOf(d *directorProc, deployment, sha string, wi
 	}
 }
 
-func (m *manifestRepo) findStatus(deployment, sha string) (string, statusFile, bool) {
+func (m *manifestRepo) findStatus(sha string) (string, statusFile, bool) {
+	return m.findStatusOf("demo", sha)
+}
+
+// findStatusOf finds the status commit of deployment naming source commit sha.
+func (m *manifestRepo) findStatusOf(deployment, sha string) (string, statusFile, bool) {
 	ref, err := m.repo.Reference(plumbing.NewBranchReferenceName("bosun/status"), true)
 	if err != nil {
 		return "", statusFile{}, false
@@ -226,18 +228,18 @@ func TestReconcileJourney(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := &manifestRepo{t: t, dir: dir, repo: repo}
-	// A subnet of this test's own: other journeys and `make demo` on this machine use the
-	// template's 127.77.0.0/24, and two jobs cannot listen on one address.
-	first := m.commitFile("cloud-config.yml", "a subnet of our own", func(s string) string {
-		return strings.ReplaceAll(s, "127.77.0.", fmt.Sprintf("127.%d.%d.", 100+rand.IntN(150), 1+rand.IntN(250)))
-	})
+	// Another demo on this machine (make demo, a parallel run) holds the template's
+	// addresses: this run's VMs get a range of their own.
+	first := m.privateAddresses()
 
-	// The local CPI's VMs are agent processes that outlive the director by design; this
-	// test's go when it ends (after the director: cleanups run last-registered first).
-	t.Cleanup(func() { killProcessesUnder(t, base) })
-	api := directorFreePort(t)
-	d := startDirector(t, "--dev", "--data-dir", filepath.Join(base, "data"), "--repo", dir,
-		"--listen", api, "--nats-listen", directorFreePort(t), "--poll-interval", "2s")
+	data := filepath.Join(base, "data")
+	var directors []*directorProc
+	// Registered first, so it runs after every director stopped.
+	cleanupLocalVMs(t, base, data, func() []*directorProc { return directors })
+	args := []string{"--dev", "--data-dir", data, "--repo", dir,
+		"--listen", directorFreePort(t), "--nats-listen", directorFreePort(t), "--poll-interval", "2s"}
+	d := startDirector(t, args...)
+	directors = append(directors, d)
 	h := d.healthy(t)
 	if strings.Contains(h.WaitingFor, "converge executor") {
 		t.Skip("cmd/bosun has no converge executor wired in yet (newConverger in director_reconciler.go)")
@@ -311,70 +313,13 @@ func TestReconcileJourney(t *testing.T) {
 		t.Fatalf("scale down: %+v; want web/0 (%s) alone", sf, before["web/0"])
 	}
 	answers(t, sf, "Fixed")
-	kept := sf
 
-	// A second deployment comes and goes: its own addresses, then deleted with the trailer
-	// the template's deletion policy asks for; its VM stops answering.
-	wt, err := repo.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	demoManifest, err := os.ReadFile(filepath.Join(dir, "deployments/demo/manifest.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	extra := strings.Replace(strings.Replace(string(demoManifest), "name: demo\n", "name: extra\n", 1), "greeting: Fixed", "greeting: Extra", 1)
-	if err := os.MkdirAll(filepath.Join(dir, "deployments/extra"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "deployments/extra/manifest.yml"), []byte(extra), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wt.Add("deployments/extra/manifest.yml"); err != nil {
-		t.Fatal(err)
-	}
-	sig := &object.Signature{Name: "Dee Ployer", Email: "dee@example.com", When: time.Now()}
-	added, err := wt.Commit("an extra deployment", &git.CommitOptions{Author: sig, Committer: sig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, esf := m.awaitStatusOf(d, "extra", added.String(), 5*time.Minute)
-	if esf.Result != "succeeded" || len(esf.Instances) != 1 || esf.Instances[0].IPs[0] == kept.Instances[0].IPs[0] {
-		t.Fatalf("extra deployment: %s (demo holds %v)", esf, kept.Instances[0].IPs)
-	}
-	answers(t, esf, "Extra")
-	if _, err := wt.Remove("deployments/extra/manifest.yml"); err != nil {
-		t.Fatal(err)
-	}
-	sig.When = time.Now()
-	dropped, err := wt.Commit("drop the extra deployment\n\nBosun-Allow-Delete: extra", &git.CommitOptions{Author: sig, Committer: sig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, esf = m.awaitStatusOf(d, "extra", dropped.String(), 5*time.Minute)
-	if esf.Result != "deleted" || len(esf.Instances) != 0 {
-		t.Fatalf("deleting extra: %s\n%s", msg, esf)
-	}
-	if body, err := get(esf2IP(t, m, added.String())); err == nil {
-		t.Errorf("the deleted deployment's instance still answers: %q", body)
-	}
-	answers(t, kept, "Fixed")
-
-	// A commit the template's policies deny (deleting the deployment without the
-	// Bosun-Allow-Delete trailer): rejected with the deny message, nothing touched.
-	if _, err := wt.Remove("deployments/demo/manifest.yml"); err != nil {
-		t.Fatal(err)
-	}
-	sig.When = time.Now()
-	h2, err := wt.Commit("drop the demo", &git.CommitOptions{Author: sig, Committer: sig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, sf = m.awaitStatus(d, h2.String(), 2*time.Minute)
-	if sf.Result != "rejected" || !strings.Contains(msg, "Bosun-Allow-Delete: demo") {
-		t.Fatalf("deletion without the trailer: %s\n%s", msg, sf)
-	}
-	answers(t, kept, "Fixed")
+	// The rest of #6: a director killed mid-rollout, commit-to-converged latency, deleting
+	// a deployment and an empty repository, on the same data dir (fleet_test.go).
+	j := &journey{t: t, base: base, data: data, m: m, d: d, args: args, web0: before["web/0"], directors: &directors}
+	j.killMidRollout()
+	j.latency()
+	j.deleteDeployment()
 }
 
 // canaryFirst checks, in the task's event log, that the first instance touched is the
@@ -407,32 +352,4 @@ func canaryFirst(t *testing.T, base, sha string) {
 		}
 	}
 	t.Errorf("no instance events for %s:\n%s", sha[:7], strings.Join(lines, "\n"))
-}
-
-// killProcessesUnder kills every process whose command line names dir: the local CPI's
-// agents and the jobs they run, all of which live under the test's temp dir.
-func killProcessesUnder(t *testing.T, dir string) {
-	t.Helper()
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range procs {
-		b, err := os.ReadFile(f)
-		if err != nil || !bytes.Contains(b, []byte(dir+"/")) {
-			continue
-		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
-
-// esf2IP is the address the extra deployment's instance had at revision sha.
-func esf2IP(t *testing.T, m *manifestRepo, sha string) string {
-	t.Helper()
-	_, sf, ok := m.findStatus("extra", sha)
-	if !ok || len(sf.Instances) == 0 || len(sf.Instances[0].IPs) == 0 {
-		t.Fatalf("no status of extra at %s", sha[:7])
-	}
-	return sf.Instances[0].IPs[0]
 }

@@ -30,7 +30,10 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// Timeouts overrides Timeout per method (e.g. ping with 1 s while waiting for boot).
 	Timeouts map[string]time.Duration
-	// PollInterval between get_task calls (default 1 s).
+	// PollInterval is the longest wait between get_task calls (default 1 s). The first
+	// polls come sooner (from 20 ms, doubling): most agent tasks (stop, apply, a job
+	// without the script asked for) end in milliseconds, and a rollout runs several per
+	// instance, one instance after another.
 	PollInterval time.Duration
 	// Retries on timeout for idempotent reads: get_task (default 4) and get_state (2).
 	GetTaskRetries, GetStateRetries int
@@ -158,6 +161,9 @@ func (c *Client) call(ctx context.Context, agentID, method string, args []any) (
 	}
 }
 
+// firstPoll is the wait before the first get_task of an asynchronous action.
+const firstPoll = 20 * time.Millisecond
+
 // Run calls an asynchronous action and polls get_task until it finishes, returning the
 // task's result. A bare (old-style) reply without agent_task_id is the result itself.
 // If ctx ends first the task is cancelled on the agent, best effort.
@@ -166,6 +172,7 @@ func (c *Client) Run(ctx context.Context, agentID, method string, args ...any) (
 	if err != nil {
 		return nil, err
 	}
+	wait := min(firstPoll, c.opts.PollInterval)
 	for {
 		h, ok := taskHandle(v)
 		if !ok {
@@ -173,7 +180,8 @@ func (c *Client) Run(ctx context.Context, agentID, method string, args ...any) (
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(c.opts.PollInterval):
+		case <-time.After(wait):
+			wait = min(2*wait, c.opts.PollInterval)
 			v, err = c.Call(ctx, agentID, MethodGetTask, h.AgentTaskID)
 		}
 		if ctx.Err() != nil {

@@ -476,6 +476,65 @@ func TestListVMsSweepsLeftovers(t *testing.T) {
 	}
 }
 
+// A director killed between starting a VM's agent and recording its pid leaves a VM
+// without agent.pid: deleting it must still end the agent.
+func TestDeleteVMWithoutAgentPid(t *testing.T) {
+	ctx := context.Background()
+	c, dir := newCPI(t, nil)
+	vm, _, err := c.CreateVM(ctx, cpi.VMSpec{AgentID: "a", Stemcell: stemcell(t, c), Networks: cpi.Networks{"d": {Type: "dynamic"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := agentPid(t, dir, vm)
+	if err := os.Remove(filepath.Join(dir, "vms", string(vm), "agent.pid")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteVM(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	if alive(pid) {
+		t.Errorf("the agent (pid %d) of deleted VM %s still runs", pid, vm)
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// A VM is listed only once it names its agent: a director killed mid create_vm finds
+// what it made by the agent id of its write-ahead intent, or nothing is listed at all.
+func TestListedVMsNameTheirAgent(t *testing.T) {
+	ctx := context.Background()
+	c, _ := newCPI(t, nil)
+	sc := stemcell(t, c)
+	done := make(chan error, 1)
+	go func() {
+		for i := range 4 {
+			if _, _, err := c.CreateVM(ctx, cpi.VMSpec{AgentID: fmt.Sprintf("agent-%d", i), Stemcell: sc, Networks: cpi.Networks{"d": {Type: "dynamic"}}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for {
+		vms, err := c.ListVMs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, vm := range vms {
+			if vm.AgentID == "" {
+				t.Fatalf("VM %s is listed without its agent id", vm.CID)
+			}
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		default:
+		}
+	}
+}
+
 func TestMissingAgent(t *testing.T) {
 	c, dir := newCPI(t, func(cfg *local.Config) { cfg.AgentPath = "/nonexistent/bosun-agent" })
 	_, _, err := c.CreateVM(context.Background(), cpi.VMSpec{AgentID: "a", Stemcell: stemcell(t, c), Networks: cpi.Networks{"d": {Type: "dynamic"}}})

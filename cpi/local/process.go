@@ -56,7 +56,15 @@ func envOr(k, def string) string {
 func (c *CPI) stopAgent(ctx context.Context, root string) error {
 	b, err := os.ReadFile(filepath.Join(root, "agent.pid"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil // a crash before the agent started
+		// A crash before the agent started, or between starting it and recording its
+		// pid (a director killed mid create_vm): then the agent runs, and names this
+		// VM's settings on its command line.
+		for _, sid := range sessionsNaming(filepath.Join(root, settingsRel)) {
+			if err := stopSession(ctx, sid, c.cfg.StopGrace); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if err != nil {
 		return err
@@ -137,6 +145,32 @@ func sessionProcs(sid int) []int {
 			continue
 		}
 		out = append(out, pid)
+	}
+	return out
+}
+
+// sessionsNaming lists the sessions of the live processes having arg as one argument.
+func sessionsNaming(arg string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	want := []byte("\x00" + arg + "\x00")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !bytes.Contains(cmdline, want) {
+			continue
+		}
+		st, err := readStat(pid)
+		if err != nil || st.state == 'Z' || st.state == 'X' || slices.Contains(out, st.session) {
+			continue
+		}
+		out = append(out, st.session)
 	}
 	return out
 }

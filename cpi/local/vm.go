@@ -57,11 +57,26 @@ func (c *CPI) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Net
 
 	cid := cpi.VMCID(newCID("vm-"))
 	root := c.vmDir(cid)
+	// The root is made under a hidden name (ListVMs sweeps those) and appears with the
+	// agent id already in its settings: a creator killed at any point leaves either
+	// nothing listed, or a VM that names its agent, which the director's write-ahead
+	// intent finds and deletes.
+	tmp := c.path("vms", ".tmp-"+string(cid))
+	settings := spec.BootstrapSettings()
+	settings.VM.Name = string(cid)
 	for _, d := range []string{"var/vcap/bosh/log", storeRel, "var/vcap/data", "var/vcap/sys"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			os.RemoveAll(root)
+		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
+			os.RemoveAll(tmp)
 			return fail(false, err, "create VM root")
 		}
+	}
+	if err := writeJSONAtomic(filepath.Join(tmp, settingsRel), settings, 0o600); err != nil {
+		os.RemoveAll(tmp)
+		return fail(false, err, "write agent settings")
+	}
+	if err := os.Rename(tmp, root); err != nil {
+		os.RemoveAll(tmp)
+		return fail(false, err, "create VM root")
 	}
 	// From here on a failure cleans up; a retry is safe only when that worked.
 	cleanup := func() bool {
@@ -72,9 +87,7 @@ func (c *CPI) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Net
 		cleanup()
 		return fail(false, err, "assign addresses")
 	}
-	settings := spec.BootstrapSettings()
 	settings.Networks = nets
-	settings.VM.Name = string(cid)
 	if err := writeJSONAtomic(filepath.Join(root, settingsRel), settings, 0o600); err != nil {
 		return fail(cleanup(), err, "write agent settings")
 	}
