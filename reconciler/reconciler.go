@@ -462,7 +462,9 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision) (Judgement,
 		log.Warn("revision rejected by policy; nothing is touched", "denies", len(sv.Denies))
 		targets := append(slices.Clone(changed), deleted...)
 		if len(targets) == 0 {
-			targets = rd.Names()
+			// A commit emptying the repository keeps the fleet, yet its rejection is still
+			// written where the kept deployments' auditors look.
+			targets = append(rd.Names(), kept...)
 		}
 		r.writeAll(ctx, targets, status.Outcome{SourceCommit: rev.SHA, Result: status.Rejected, Policy: pol, StartedAt: started, FinishedAt: r.cfg.Now()})
 		return j, nil

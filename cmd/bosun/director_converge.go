@@ -122,6 +122,7 @@ func wireConverger(d *director, blobs blobstore.Store) (reconciler.Converger, er
 	if err != nil {
 		return nil, err
 	}
+	wireCloudCheck(d, c)
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
 	agents, err := protocol.NewClient(bus.Conn{NC: d.nats}, "director-"+hex.EncodeToString(raw[:]), protocol.ClientOptions{})
