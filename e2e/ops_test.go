@@ -578,6 +578,7 @@ func resurrection(t *testing.T, m *manifestRepo, o *operator, data string) {
 	seen := len(m.statusLog())
 	tasksBefore := o.tasks(t)
 	killVM(t, data, victim.VMCID)
+	killed := time.Now()
 
 	c := m.awaitStatusWhere(o.d, "the resurrection of "+victim.Name, seen, 3*time.Minute, func(c statusCommit) bool {
 		return strings.Contains(c.Message, "Bosun-Result: resurrected")
@@ -585,6 +586,7 @@ func resurrection(t *testing.T, m *manifestRepo, o *operator, data string) {
 	if !strings.Contains(c.Message, victim.Name) || !strings.Contains(c.Message, "unresponsive") {
 		t.Errorf("resurrection status commit does not say which instance and why:\n%s", c.Message)
 	}
+	t.Logf("%s killed → status %q: %s", victim.Name, strings.SplitN(c.Message, "\n", 2)[0], time.Since(killed).Round(time.Second))
 	var back *struct {
 		Name  string   `yaml:"name"`
 		ID    string   `yaml:"id"`
@@ -599,6 +601,9 @@ func resurrection(t *testing.T, m *manifestRepo, o *operator, data string) {
 	}
 	if back == nil || back.ID != victim.ID || back.VMCID == victim.VMCID || back.VMCID == "" || len(back.IPs) == 0 {
 		t.Fatalf("after resurrection %s is %+v; want id %s on a new VM (was %s)", victim.Name, back, victim.ID, victim.VMCID)
+	}
+	if want := victim.Name + ": VM " + victim.VMCID + " → " + back.VMCID; !strings.Contains(c.Message, want) {
+		t.Errorf("resurrection status commit does not say %q:\n%s", want, c.Message)
 	}
 	var body string
 	waitFor(t, o.d, victim.Name+" to answer HTTP again", time.Minute, func() bool {
@@ -638,6 +643,7 @@ func resurrection(t *testing.T, m *manifestRepo, o *operator, data string) {
 	for _, i := range []api.Instance{is[0], is[2]} {
 		killVM(t, data, i.VMCID)
 	}
+	melted := time.Now()
 	meltdowns := func() int {
 		n := 0
 		for _, e := range o.events(t) {
@@ -648,6 +654,7 @@ func resurrection(t *testing.T, m *manifestRepo, o *operator, data string) {
 		return n
 	}
 	waitFor(t, o.d, "a meltdown alert", 2*time.Minute, func() bool { return meltdowns() > 0 })
+	t.Logf("two more VMs killed → meltdown alert: %s", time.Since(melted).Round(time.Second))
 	// The monitor keeps analysing every second; give it many passes to misbehave.
 	time.Sleep(10 * time.Second)
 	if n := meltdowns(); n != 1 {
@@ -690,6 +697,7 @@ func resurrection(t *testing.T, m *manifestRepo, o *operator, data string) {
 			t.Errorf("%s answers %q after recreate, want %q", i.Name, body, want)
 		}
 	}
+	t.Logf("meltdown → recreated by the operator: %s", time.Since(melted).Round(time.Second))
 	m.awaitStatusWhere(o.d, "recreate web", seen, time.Minute, func(c statusCommit) bool {
 		return strings.Contains(c.Message, "recreate") && strings.Contains(c.Message, "Bosun-Result: succeeded")
 	})

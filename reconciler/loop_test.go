@@ -637,7 +637,7 @@ func TestResurrectActionAndDrift(t *testing.T) {
 	if !strings.HasPrefix(title, "demo: resurrected web/0 (unresponsive agent)") {
 		t.Errorf("title = %q", title)
 	}
-	h.statusHead("Bosun-Result: resurrected", "Bosun-Task: 77")
+	h.statusHead("Bosun-Result: resurrected", "Bosun-Task: 77", "web/0: VM "+insts[0].VMCID+" → ")
 
 	params, _ = json.Marshal(state.ActionParams{Action: state.ActionRestart, Group: "web", Instance: "1"})
 	h.mustRun(state.Task{ID: 78, Type: state.TaskAction, Deployment: "demo", Params: params, User: "ops"})
