@@ -51,10 +51,24 @@ func TestOpsJourney(t *testing.T) {
 	m := &manifestRepo{t: t, dir: dir, repo: repo}
 	// Three instances whose agents heartbeat every second, so that a 5 s agent timeout
 	// tells a dead VM from a live one.
-	m.edit("three web instances, heartbeats every second", func(s string) string {
+	// Three instances with persistent disks whose agents heartbeat every second, so that a
+	// 5 s agent timeout tells a dead VM from a live one; bosun.yml lets instances with
+	// disks be resurrected.
+	m.edit("three web instances with disks, heartbeats every second", func(s string) string {
 		s = strings.Replace(s, "instances: 2", "instances: 3", 1)
-		return strings.Replace(s, "  vm_type: default\n", "  vm_type: default\n  env:\n    bosun:\n      heartbeat_interval: 1s\n", 1)
+		return strings.Replace(s, "  vm_type: default\n", "  vm_type: default\n  persistent_disk_type: default\n  env:\n    bosun:\n      heartbeat_interval: 1s\n", 1)
 	})
+	by := filepath.Join(dir, "bosun.yml")
+	byb, err := os.ReadFile(by)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(byb, []byte("      enabled: true\n")) {
+		t.Fatalf("bosun.yml has no resurrection section to extend:\n%s", byb)
+	}
+	if err := os.WriteFile(by, bytes.Replace(byb, []byte("      enabled: true\n"), []byte("      enabled: true\n      persistent_disks: true\n"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// A second deployment, of no VMs, so that deleting demo leaves a repository that
 	// still describes a fleet (an empty one never deletes anything).
 	b, err := os.ReadFile(filepath.Join(dir, "deployments/demo/manifest.yml"))
@@ -577,6 +591,14 @@ func resurrection(t *testing.T, m *manifestRepo, o *operator, data string) {
 	victim := is[1]
 	seen := len(m.statusLog())
 	tasksBefore := o.tasks(t)
+	// What the job keeps on its persistent disk must survive the VM.
+	if victim.DiskCID == "" {
+		t.Fatalf("%s has no persistent disk: %+v", victim.Name, victim)
+	}
+	kept := "written before " + victim.Name + " died\n"
+	if err := os.WriteFile(filepath.Join(data, "cpi-local", "vms", victim.VMCID, "var", "vcap", "store", "e2e-kept"), []byte(kept), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	killVM(t, data, victim.VMCID)
 	killed := time.Now()
 
@@ -604,6 +626,14 @@ func resurrection(t *testing.T, m *manifestRepo, o *operator, data string) {
 	}
 	if want := victim.Name + ": VM " + victim.VMCID + " → " + back.VMCID; !strings.Contains(c.Message, want) {
 		t.Errorf("resurrection status commit does not say %q:\n%s", want, c.Message)
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "cpi-local", "vms", back.VMCID, "var", "vcap", "store", "e2e-kept")); err != nil || string(b) != kept {
+		t.Errorf("the persistent disk's file on the new VM: %q, %v; want %q", b, err, kept)
+	}
+	for _, i := range o.instances(t) {
+		if i.ID == victim.ID && i.DiskCID != victim.DiskCID {
+			t.Errorf("%s's disk moved from %s to %s", victim.Name, victim.DiskCID, i.DiskCID)
+		}
 	}
 	var body string
 	waitFor(t, o.d, victim.Name+" to answer HTTP again", time.Minute, func() bool {
