@@ -82,16 +82,7 @@ func TestOpsJourney(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "deployments/spare/manifest.yml"), []byte(spare), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Addresses of this test's own: other directors' local VMs on this machine (the
-	// template's 127.77.0.0/24) must not answer for ours, nor take our ports.
-	cc := filepath.Join(dir, "cloud-config.yml")
-	if b, err = os.ReadFile(cc); err != nil {
-		t.Fatal(err)
-	}
-	subnet := fmt.Sprintf("127.%d.%d.", 100+rand.IntN(150), rand.IntN(250))
-	if err := os.WriteFile(cc, bytes.ReplaceAll(b, []byte("127.77.0."), []byte(subnet)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	m.ownAddresses()
 	first := m.commitTree("a spare deployment, and addresses of our own")
 
 	env := []string{"BOSUN_CONFIG=" + filepath.Join(base, "cli", "config.json"), "BOSUN_ENVIRONMENT=", "BOSUN_TOKEN="}
@@ -134,6 +125,26 @@ func (m *manifestRepo) awaitSource(d *directorProc, sha string, within time.Dura
 	return m.awaitStatusWhere(d, "source "+sha[:7], 0, within, func(c statusCommit) bool {
 		return strings.Contains(c.Message, "Bosun-Source: "+sha)
 	})
+}
+
+// ownAddresses gives the repository's local VMs addresses of their own: other
+// directors' local VMs on this machine (the template's 127.77.0.0/24, perhaps left
+// running by a crashed test) must not answer for ours, nor hold our ports. The change is
+// left in the work tree, for the caller's next commit.
+func (m *manifestRepo) ownAddresses() {
+	m.t.Helper()
+	cc := filepath.Join(m.dir, "cloud-config.yml")
+	b, err := os.ReadFile(cc)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("127.77.0.")) {
+		m.t.Fatalf("cloud-config.yml no longer uses 127.77.0.0/24:\n%s", b)
+	}
+	subnet := fmt.Sprintf("127.%d.%d.", 100+rand.IntN(150), rand.IntN(250))
+	if err := os.WriteFile(cc, bytes.ReplaceAll(b, []byte("127.77.0."), []byte(subnet)), 0o644); err != nil {
+		m.t.Fatal(err)
+	}
 }
 
 // operator runs CLI verbs against the dev director with the login it wrote.

@@ -202,6 +202,8 @@ func TestReconcileJourney(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := &manifestRepo{t: t, dir: dir, repo: repo}
+	m.ownAddresses()
+	m.commitTree("addresses of our own")
 	head, err := repo.Head()
 	if err != nil {
 		t.Fatal(err)
