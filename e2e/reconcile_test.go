@@ -218,6 +218,7 @@ func TestReconcileJourney(t *testing.T) {
 		t.Skip("compiles the demo's Go package on local-CPI VMs")
 	}
 	base := reachableTempDir(t)
+	t.Cleanup(func() { killLocalVMs(t, base) }) // runs after the director is stopped
 	dir := filepath.Join(base, "repo")
 	if out, err := exec.Command(directorBinary(t), "init", dir).CombinedOutput(); err != nil {
 		t.Fatalf("bosun init: %v\n%s", err, out)

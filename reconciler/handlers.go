@@ -257,6 +257,7 @@ func (r *Reconciler) handleResurrect(ctx context.Context, task state.Task, emit 
 		return "", err
 	}
 	var names []string
+	oldVM := map[string]string{} // group/index → the VM it had
 	for i, in := range obs.Instances {
 		if slices.Contains(params.Instances, in.ID) {
 			if strings.HasPrefix(params.Reason, ReasonVMMissing) {
@@ -264,7 +265,9 @@ func (r *Reconciler) handleResurrect(ctx context.Context, task state.Task, emit 
 			} else {
 				obs.Instances[i].Unresponsive = true
 			}
-			names = append(names, fmt.Sprintf("%s/%d", in.Group, in.Index))
+			name := fmt.Sprintf("%s/%d", in.Group, in.Index)
+			names = append(names, name)
+			oldVM[name] = in.VMCID
 		}
 	}
 	if len(names) == 0 {
@@ -281,6 +284,16 @@ func (r *Reconciler) handleResurrect(ctx context.Context, task state.Task, emit 
 	if err == nil {
 		o.Result = status.Resurrected
 		o.Summary = fmt.Sprintf("resurrected %s (%s)", strings.Join(names, ", "), firstNonEmpty(params.Reason, "unresponsive"))
+		// Auditors match VMs to instances: say which VM each resurrected instance left for which.
+		var moves []string
+		for _, in := range o.Instances {
+			if old, ok := oldVM[in.Name]; ok {
+				moves = append(moves, fmt.Sprintf("%s: VM %s → %s", in.Name, firstNonEmpty(old, "none"), firstNonEmpty(in.VMCID, "none")))
+			}
+		}
+		if len(moves) > 0 {
+			o.Summary += "; " + strings.Join(moves, ", ")
+		}
 	}
 	return r.finish(ctx, o, err)
 }

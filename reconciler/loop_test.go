@@ -599,6 +599,23 @@ func TestLoopEmptyRepositoryAndProtectedKeepTheFleet(t *testing.T) {
 	}
 }
 
+// A commit emptying the repository would delete nothing, but its rejection is still a
+// status commit on every deployment it would have removed.
+func TestLoopRejectedEmptyRepositoryWritesStatus(t *testing.T) {
+	h := newHarness(t)
+	h.repo.commit("first", templateFiles(t))
+	for _, task := range h.reconcile(state.RevisionAccepted).Tasks {
+		h.mustRun(task)
+	}
+	before := len(h.repo.statusLog())
+	sha := h.repo.commit("empty", map[string]string{"deployments/": ""})
+	h.reconcile(state.RevisionRejected)
+	h.statusHead(": rejected "+sha[:7]+" by policy", "Bosun-Result: rejected", "Bosun-Allow-Delete")
+	if got := len(h.repo.statusLog()) - before; got != 2 {
+		t.Errorf("%d status commits for the rejection; want one per deployment (2)", got)
+	}
+}
+
 func TestLoopConvergeFailureThenFix(t *testing.T) {
 	h := newHarness(t)
 	files := templateFiles(t)
@@ -650,7 +667,7 @@ func TestResurrectActionAndDrift(t *testing.T) {
 	if !strings.HasPrefix(title, "demo: resurrected web/0 (unresponsive agent)") {
 		t.Errorf("title = %q", title)
 	}
-	h.statusHead("Bosun-Result: resurrected", "Bosun-Task: 77")
+	h.statusHead("Bosun-Result: resurrected", "Bosun-Task: 77", "web/0: VM "+insts[0].VMCID+" → ")
 
 	params, _ = json.Marshal(state.ActionParams{Action: state.ActionRestart, Group: "web", Instance: "1"})
 	h.mustRun(state.Task{ID: 78, Type: state.TaskAction, Deployment: "demo", Params: params, User: "ops"})

@@ -549,7 +549,9 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 		log.Warn("revision rejected by policy; nothing is touched", "denies", len(sv.Denies))
 		targets := append(append(slices.Clone(changed), deleted...), kept...)
 		if len(targets) == 0 {
-			targets = rd.Names()
+			// A commit emptying the repository keeps the fleet, yet its rejection is still
+			// written where the kept deployments' auditors look.
+			targets = append(rd.Names(), kept...)
 		}
 		if len(targets) == 0 {
 			targets = slices.Sorted(maps.Keys(digests))
