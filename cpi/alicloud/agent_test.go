@@ -13,8 +13,8 @@ import (
 	"github.com/bosun-gitops/bosun/agent/protocol"
 	"github.com/bosun-gitops/bosun/bus"
 	"github.com/bosun-gitops/bosun/cpi"
-	"github.com/bosun-gitops/bosun/internal/localvm"
 	"github.com/bosun-gitops/bosun/cpi/alicloud/fakealicloud"
+	"github.com/bosun-gitops/bosun/internal/localvm"
 )
 
 // TestInstanceBootsLocalAgent is the hook a whole deploy against the fake cloud uses:
