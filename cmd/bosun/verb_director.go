@@ -260,8 +260,8 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 		mux:      http.NewServeMux(),
 		handlers: map[string]worker.Handler{},
 		status:   map[string]string{},
-		waitingFor: "a manifest repository: the reconciler that watches --repo is not part of this build yet, " +
-			"so the director runs tasks but has none to plan",
+		waitingFor: "a manifest repository: give --repo DIR|URL (bosun init DIR makes one) and the " +
+			"reconciler converges what it holds; until then the director serves the API and runs queued tasks",
 	}
 	d.mux.HandleFunc("GET /healthz", d.serveHealth)
 	if err := startHealth(d, f.health); err != nil {
