@@ -2,14 +2,20 @@ package reconciler
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"maps"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/bosun-gitops/bosun/policy"
 	"github.com/bosun-gitops/bosun/policy/signing"
@@ -165,6 +171,82 @@ func TestRequiredSignaturesRejectUnsignedCommits(t *testing.T) {
 
 	h.repo.signKey = key
 	h.repo.commit("signed", files)
+	if got := taskTypes(h.reconcile(state.RevisionAccepted).Tasks); !slices.Equal(got, []string{"deploy demo", "deploy other"}) {
+		t.Fatalf("tasks = %v", got)
+	}
+}
+
+// SSH signatures are made by git and ssh-keygen themselves, as a developer's would be.
+func TestRequiredSignaturesAcceptSSHSignedCommits(t *testing.T) {
+	for _, tool := range []string{"git", "ssh-keygen"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	newKey := func(name string) (file, authorized string) {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, err := ssh.MarshalPrivateKey(priv, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		file = filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pk, err := ssh.NewPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return file, string(ssh.MarshalAuthorizedKey(pk))
+	}
+	trustedFile, trustedPub := newKey("ci")
+	foreignFile, _ := newKey("mallory")
+	v, err := signing.NewVerifier(nil, []string{trustedPub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t)
+	h.tweak = func(cfg *Config) {
+		g := policy.NewGate(nil, PoliciesDir)
+		g.VerifySignatures(v, true)
+		cfg.Gate = g
+	}
+	h.r = h.newReconciler()
+	gitCommit := func(keyFile, msg string) string {
+		t.Helper()
+		run := func(args ...string) string {
+			cmd := exec.Command("git", append([]string{"-C", h.repo.dir, "-c", "user.name=CI", "-c", "user.email=ci@example.com",
+				"-c", "gpg.format=ssh", "-c", "user.signingkey=" + keyFile}, args...)...)
+			cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("git %v: %v\n%s", args, err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		run("add", "-A")
+		run("commit", "-q", "-S", "-m", msg)
+		return run("rev-parse", "HEAD")
+	}
+	for p, c := range templateFiles(t) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(h.repo.dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(h.repo.dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign := gitCommit(foreignFile, "signed by a stranger")
+	if j := h.reconcile(state.RevisionRejected); len(j.Problems) != 1 || !strings.Contains(j.Problems[0], "commit "+foreign+" is signed by ssh key") {
+		t.Fatalf("problems = %q", j.Problems)
+	}
+	if err := os.WriteFile(filepath.Join(h.repo.dir, "README.md"), []byte("signed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitCommit(trustedFile, "signed by CI")
 	if got := taskTypes(h.reconcile(state.RevisionAccepted).Tasks); !slices.Equal(got, []string{"deploy demo", "deploy other"}) {
 		t.Fatalf("tasks = %v", got)
 	}
