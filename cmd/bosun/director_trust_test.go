@@ -2,16 +2,28 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"log/slog"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bosun-gitops/bosun/blobstore"
+	"github.com/bosun-gitops/bosun/reconciler"
+	"github.com/bosun-gitops/bosun/state"
+	"github.com/bosun-gitops/bosun/state/postgres"
+	"github.com/bosun-gitops/bosun/state/postgres/pgtest"
+	"github.com/bosun-gitops/bosun/state/postgres/worker"
 )
 
 func armoredPublicKey(t *testing.T) string {
@@ -110,6 +122,72 @@ func TestDirectorTrustUsage(t *testing.T) {
 			o, e, code := runCLI(t, append([]string{"director", "--dev", "--data-dir", t.TempDir()}, tt.args...)...)
 			if code != 2 || !strings.Contains(e, tt.inStderr) {
 				t.Errorf("code %d (want 2)\nstdout: %s\nstderr: %s", code, o, e)
+			}
+		})
+	}
+}
+
+// TestDirectorTrustWiring sets the reconciler up as the director does and checks that the
+// flags reach its gate: an unsigned commit is rejected when signatures are required, and
+// a --policy-repo's policies judge instead of the repository's own.
+func TestDirectorTrustWiring(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	if _, e, code := runCLI(t, "init", repo); code != 0 {
+		t.Fatalf("bosun init: %s", e)
+	}
+	policies := filepath.Join(dir, "policies")
+	if err := os.MkdirAll(filepath.Join(policies, "policies"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(policies, "policies", "lockdown.rego"), []byte("package policies.lockdown\n\ndeny contains \"the fleet is frozen\" if true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-q", "-m", "freeze"}} {
+		cmd := exec.Command("git", append([]string{"-C", policies, "-c", "user.name=Ops", "-c", "user.email=ops@example.com"}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	keys := filepath.Join(dir, "trusted.keys")
+	if err := os.WriteFile(keys, []byte(sshPublicKey(t, "ci")+"\n"+armoredPublicKey(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// No converger or cloud: nothing here is converged (no test in this package runs in
+	// parallel, so swapping the package's hooks is safe).
+	conv, drift := newConverger, newDriftCloud
+	newConverger = func(*director, blobstore.Store) (reconciler.Converger, error) { return unwiredConverger{}, nil }
+	newDriftCloud = func(*director) (reconciler.Cloud, error) { return nil, nil }
+	t.Cleanup(func() { newConverger, newDriftCloud = conv, drift })
+	tests := []struct {
+		name  string
+		trust trustFlags
+		want  string
+	}{
+		{name: "signatures required", trust: trustFlags{trustedKeys: keys, requireSigned: true}, want: "is not signed"},
+		{name: "trusted policy repository", trust: trustFlags{policyRepo: policies, policyBranch: "main"}, want: "the fleet is frozen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store, err := postgres.Open(ctx, pgtest.NewDatabase(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(store.Close)
+			d := &director{log: slog.New(slog.DiscardHandler), dataDir: t.TempDir(), repo: repo, dev: true, store: store,
+				mux: http.NewServeMux(), handlers: map[string]worker.Handler{}, status: map[string]string{},
+				rec: reconcilerFlags{branch: "main", statusBranch: "bosun/status", poll: time.Minute, drift: time.Minute, trustFlags: tt.trust}}
+			if err := setupReconciler(d); err != nil {
+				t.Fatal(err)
+			}
+			j, err := d.reconciler.ReconcileNow(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.Verdict != state.RevisionRejected || len(j.Tasks) != 0 || !strings.Contains(strings.Join(j.Problems, " "), tt.want) {
+				t.Fatalf("verdict %s, problems %q, %d tasks; want rejected with %q", j.Verdict, j.Problems, len(j.Tasks), tt.want)
 			}
 		})
 	}
