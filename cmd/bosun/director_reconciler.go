@@ -134,7 +134,7 @@ func setupReconciler(d *director) error {
 		return fmt.Errorf("reconciler: drift check: %w", err)
 	}
 	// What the reconciler trusts comes from these flags only, never from the repository.
-	if err := f.check(d.repo); err != nil {
+	if err := f.check(d.repo, f.branch); err != nil {
 		return err
 	}
 	gate := policy.NewGate(nil, reconciler.PoliciesDir)

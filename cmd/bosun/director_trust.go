@@ -31,8 +31,9 @@ func (f *trustFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.policyBranch, "policy-branch", "main", "the branch of --policy-repo whose head's policies judge")
 }
 
-// check validates the trust flags before anything starts; repo is --repo.
-func (f *trustFlags) check(repo string) error {
+// check validates the trust flags before anything starts; repo and branch are --repo and
+// --branch.
+func (f *trustFlags) check(repo, branch string) error {
 	set := f.trustedKeys != "" || f.requireSigned || f.policyRepo != ""
 	if set && repo == "" {
 		return usageError("--trusted-keys, --require-signed-commits and --policy-repo need --repo (they concern the reconciler)")
@@ -47,6 +48,10 @@ func (f *trustFlags) check(repo string) error {
 		if strings.TrimSpace(f.policyBranch) == "" {
 			return usageError("--policy-branch is empty")
 		}
+		if sameRepo(f.policyRepo, repo) && f.policyBranch == branch {
+			// The head of the judged branch is the judged commit: it would judge itself.
+			return usageError("--policy-repo and --policy-branch name the branch being judged (--repo, --branch); a commit must not bring the policies that judge it")
+		}
 	}
 	if f.trustedKeys != "" && f.verifier == nil {
 		v, err := loadTrustedKeys(f.trustedKeys)
@@ -56,6 +61,17 @@ func (f *trustFlags) check(repo string) error {
 		f.verifier = v
 	}
 	return nil
+}
+
+// sameRepo tells whether two --repo values name the same repository: equal URLs, or
+// paths to the same directory.
+func sameRepo(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 const (

@@ -115,6 +115,8 @@ func TestDirectorTrustUsage(t *testing.T) {
 		{args: []string{"--repo", repo, "--trusted-keys", bad, "--require-signed-commits"}, inStderr: bad + ":2: not an SSH public key"},
 		{args: []string{"--repo", repo, "--policy-repo", "/nonexistent/policies"}, inStderr: "--policy-repo /nonexistent/policies: no such file or directory"},
 		{args: []string{"--repo", repo, "--policy-repo", repo, "--policy-branch", " "}, inStderr: "--policy-branch is empty"},
+		{args: []string{"--repo", repo, "--policy-repo", repo + "/"}, inStderr: "name the branch being judged"},
+		{args: []string{"--repo", repo, "--branch", "prod", "--policy-repo", repo, "--policy-branch", "prod"}, inStderr: "name the branch being judged"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
