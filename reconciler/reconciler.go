@@ -546,6 +546,8 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 	} else if verr = r.trustedPolicies(ctx); verr == nil {
 		// nil: the judged commit's own policies are never loaded, so it cannot change them.
 		verdict, verr = r.cfg.Gate.Judge(ctx, in, nil)
+	} else if ctx.Err() != nil {
+		return j, verr // stopping, not the source's fault: judged again on the next start
 	}
 	sv := state.Verdict{PolicyRevision: verdict.PolicyRevision, Denies: messages(verdict.Denies),
 		Warnings: append(messages(verdict.Warnings), warnings...), Exceptions: messages(verdict.Exceptions), EvaluatedIn: verdict.Duration}
