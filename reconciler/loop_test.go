@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -38,6 +39,8 @@ type workRepo struct {
 	dir  string
 	repo *git.Repository
 	n    int
+	// signKey, when set, signs every commit.
+	signKey *openpgp.Entity
 }
 
 func newWorkRepo(t testing.TB) *workRepo {
@@ -84,7 +87,7 @@ func (r *workRepo) commit(msg string, files map[string]string) string {
 	}
 	r.n++
 	when := time.Date(2026, 11, 22, 1, 0, r.n, 0, time.UTC)
-	h, err := wt.Commit(msg, &git.CommitOptions{AllowEmptyCommits: true,
+	h, err := wt.Commit(msg, &git.CommitOptions{AllowEmptyCommits: true, SignKey: r.signKey,
 		Author:    &object.Signature{Name: "Ada Author", Email: "ada@example.com", When: when},
 		Committer: &object.Signature{Name: "Ada Author", Email: "ada@example.com", When: when}})
 	if err != nil {
@@ -278,6 +281,8 @@ type harness struct {
 	conv  *fakeConverger
 	cloud *fakeCloud
 	r     *Reconciler
+	// tweak, when set, changes the Config newReconciler builds.
+	tweak func(*Config)
 }
 
 func newHarness(t *testing.T) *harness { return newBenchHarness(t) }
@@ -320,9 +325,13 @@ func (h *harness) newReconciler() *Reconciler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{Source: src, Watcher: source.NewWatcher(src, source.WatchOptions{Interval: 300 * time.Millisecond}),
+	cfg := Config{Source: src, Watcher: source.NewWatcher(src, source.WatchOptions{Interval: 300 * time.Millisecond}),
 		Store: h.store, Gate: policy.NewGate(nil, PoliciesDir), Converger: h.conv, Status: sw, Blobs: blobs,
-		Renderer: &Renderer{Vars: vault}, Cloud: h.cloud, DriftInterval: 200 * time.Millisecond})
+		Renderer: &Renderer{Vars: vault}, Cloud: h.cloud, DriftInterval: 200 * time.Millisecond}
+	if h.tweak != nil {
+		h.tweak(&cfg)
+	}
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

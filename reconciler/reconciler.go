@@ -119,6 +119,11 @@ type Config struct {
 	// PollInterval is how often Run checks the source when there is no Watcher (default 30s).
 	PollInterval time.Duration
 	Logger       *slog.Logger
+	// PolicySource, when set, is a separate trusted ref or repository named in the
+	// director's config: the policies/ at its head judge every commit, and the judged
+	// repository's own policies are never loaded. Its head is checked before each
+	// judgement; a source that cannot be read or whose policies do not compile rejects.
+	PolicySource Source
 	// Suspensions, when set, holds deployments an operator suspended through the API
 	// (bosun suspend); they are judged and recorded like the others but not converged.
 	Suspensions Suspensions
@@ -138,6 +143,8 @@ type Reconciler struct {
 	inited bool
 	prev   *Rendered // last accepted revision, rendered
 	last   string    // last judged sha
+	// policySHA is the PolicySource head whose policies the gate holds.
+	policySHA string
 	// renderMu serialises renders, so the judge and task handlers never generate the same
 	// variable twice; cache holds revisions rendered recently, by sha.
 	renderMu sync.Mutex
@@ -346,7 +353,7 @@ func (r *Reconciler) init(ctx context.Context) error {
 		r.log.Warn("the last accepted revision is not in the mirror; the next commit is judged by its own policies", "sha", last.SHA, "err", err)
 		return nil
 	}
-	if r.cfg.Gate.Engine() == nil {
+	if r.cfg.Gate.Engine() == nil && r.cfg.PolicySource == nil {
 		e, err := policy.Load(ctx, rev.FS(), PoliciesDir, policy.WithRevision(last.SHA))
 		if err != nil {
 			r.log.Warn("policies of the last accepted revision do not load", "sha", last.SHA, "err", err)
@@ -532,7 +539,16 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 	if r.prev != nil {
 		in.Secrets = append(slices.Clone(in.Secrets), r.prev.Secrets...)
 	}
-	verdict, verr := r.cfg.Gate.Judge(ctx, in, rev.FS())
+	var verdict policy.Verdict
+	var verr error
+	if r.cfg.PolicySource == nil {
+		verdict, verr = r.cfg.Gate.Judge(ctx, in, rev.FS())
+	} else if verr = r.trustedPolicies(ctx); verr == nil {
+		// nil: the judged commit's own policies are never loaded, so it cannot change them.
+		verdict, verr = r.cfg.Gate.Judge(ctx, in, nil)
+	} else if ctx.Err() != nil {
+		return j, verr // stopping, not the source's fault: judged again on the next start
+	}
 	sv := state.Verdict{PolicyRevision: verdict.PolicyRevision, Denies: messages(verdict.Denies),
 		Warnings: append(messages(verdict.Warnings), warnings...), Exceptions: messages(verdict.Exceptions), EvaluatedIn: verdict.Duration}
 	if verr != nil && len(sv.Denies) == 0 {
@@ -588,6 +604,34 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 	j.Verdict, j.Tasks = state.RevisionAccepted, tasks
 	log.Info("revision accepted", "tasks", len(tasks), "changed", changed, "deleted", deleted, "warnings", len(sv.Warnings))
 	return j, nil
+}
+
+// trustedPolicies installs the policies at the PolicySource's head in the gate, loading
+// them again only when that head moved. On any failure the gate is emptied, so that no
+// stale policies judge: the caller rejects the commit (fail closed).
+func (r *Reconciler) trustedPolicies(ctx context.Context) error {
+	rev, _, err := r.cfg.PolicySource.Check(ctx)
+	if err == nil && rev.SHA == "" {
+		err = errors.New("the branch has no commit")
+	}
+	if err != nil {
+		r.cfg.Gate.Set(nil)
+		r.policySHA = ""
+		return fmt.Errorf("the trusted policy source cannot be read, so nothing is accepted: %w", err)
+	}
+	if rev.SHA == r.policySHA && r.cfg.Gate.Engine() != nil {
+		return nil
+	}
+	e, err := policy.Load(ctx, rev.FS(), PoliciesDir, policy.WithRevision(rev.SHA))
+	if err != nil {
+		r.cfg.Gate.Set(nil)
+		r.policySHA = ""
+		return fmt.Errorf("the trusted policy source's policies at %s do not load, so nothing is accepted: %w", rev.Short(), err)
+	}
+	r.cfg.Gate.Set(e)
+	r.policySHA = rev.SHA
+	r.log.Info("trusted policies loaded", "policy_revision", rev.Short())
+	return nil
 }
 
 // DeployParams are a deploy or delete task's params: the revision to converge to. The

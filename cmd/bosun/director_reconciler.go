@@ -28,6 +28,7 @@ type reconcilerFlags struct {
 	drift         time.Duration
 	varsKeyFile   string
 	webhookSecret string
+	trustFlags
 }
 
 func (f *reconcilerFlags) register(fs *flag.FlagSet) {
@@ -37,6 +38,7 @@ func (f *reconcilerFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.drift, "drift-interval", time.Minute, "how often VMs are compared with the cloud (has_vm)")
 	fs.StringVar(&f.varsKeyFile, "vars-key-file", "", "file holding the 32-byte key (64 hex digits) that encrypts generated variables; --dev makes one in --data-dir")
 	fs.StringVar(&f.webhookSecret, "webhook-secret-file", "", "file holding the HMAC secret of POST /hooks/git (GitHub, GitLab, Gitea, generic); without it webhooks are refused")
+	f.trustFlags.register(fs)
 }
 
 // newConverger builds the executor that carries out the reconciler's tasks, sharing
@@ -131,13 +133,28 @@ func setupReconciler(d *director) error {
 	if err != nil {
 		return fmt.Errorf("reconciler: drift check: %w", err)
 	}
+	// What the reconciler trusts comes from these flags only, never from the repository.
+	if err := f.check(d.repo, f.branch); err != nil {
+		return err
+	}
+	gate := policy.NewGate(nil, reconciler.PoliciesDir)
+	if f.verifier != nil {
+		gate.VerifySignatures(f.verifier, f.requireSigned)
+	}
 	cfg := reconciler.Config{
-		Source: src, Watcher: watcher, Store: d.store, Gate: policy.NewGate(nil, reconciler.PoliciesDir),
+		Source: src, Watcher: watcher, Store: d.store, Gate: gate,
 		Converger: conv, Status: sw, StatusBranch: sw.Branch(), Blobs: blobs, DriftInterval: f.drift, Logger: log, Suspensions: d.store,
 		Renderer: &reconciler.Renderer{Vars: vault, Releases: &reconciler.Releases{CacheDir: filepath.Join(d.dataDir, "cache")}},
 	}
 	if cloud != nil {
 		cfg.Cloud = cloud
+	}
+	if f.policyRepo != "" {
+		ps, err := f.policySource(d)
+		if err != nil {
+			return err
+		}
+		cfg.PolicySource = ps
 	}
 	r, err := reconciler.New(cfg)
 	if err != nil {

@@ -112,6 +112,9 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	if err := checkRepo(f.repo); err != nil {
 		return usageError("%v", err)
 	}
+	if err := f.rec.check(f.repo, f.rec.branch); err != nil {
+		return err
+	}
 	if err := checkAPIConfig(f); err != nil {
 		return err
 	}
