@@ -370,6 +370,12 @@ func (c *Client) CloudCheck(ctx context.Context, deployment string) ([]Problem, 
 	return v, c.do(ctx, "POST", "/deployments/"+seg(deployment)+"/cck", nil, nil, &v)
 }
 
+// ResolveProblems scans deployment again and applies the resolutions req chooses.
+func (c *Client) ResolveProblems(ctx context.Context, deployment string, req ResolveRequest) ([]Resolution, error) {
+	var v []Resolution
+	return v, c.do(ctx, "POST", "/deployments/"+seg(deployment)+"/cck/resolve", nil, req, &v)
+}
+
 // Logs writes the gzipped tar of one instance's job logs to w.
 func (c *Client) Logs(ctx context.Context, deployment, group, id string, w io.Writer) error {
 	resp, err := c.request(ctx, "GET", "/deployments/"+seg(deployment)+"/instances/"+seg(group)+"/"+seg(id)+"/logs", nil, nil)

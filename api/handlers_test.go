@@ -56,6 +56,14 @@ func (f fakeLogs) FetchLogs(ctx context.Context, inst state.Instance, w io.Write
 
 type fakeChecker []api.Problem
 
+func (f fakeChecker) Resolve(ctx context.Context, deployment string, cs []api.ProblemChoice) ([]api.Resolution, error) {
+	out := make([]api.Resolution, len(cs))
+	for i, c := range cs {
+		out[i] = api.Resolution{Resolution: c.Resolution}
+	}
+	return out, nil
+}
+
 func (f fakeChecker) Scan(ctx context.Context, deployment string) ([]api.Problem, error) {
 	return f, nil
 }
@@ -461,7 +469,7 @@ func TestPanicIsA500WithoutStack(t *testing.T) {
 	}
 }
 
-type panicky struct{}
+type panicky struct{ fakeChecker }
 
 func (panicky) Scan(ctx context.Context, deployment string) ([]api.Problem, error) {
 	var m map[string]int

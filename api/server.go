@@ -113,6 +113,7 @@ func (s *Server) routes() {
 	authed("POST /deployments/{name}/resume", s.resume)
 	authed("POST /deployments/{name}/actions", s.action)
 	authed("POST /deployments/{name}/cck", s.cck)
+	authed("POST /deployments/{name}/cck/resolve", s.resolveProblems)
 	authed("GET /deployments/{name}/instances/{group}/{id}/logs", s.logs)
 	authed("POST /reconcile", s.reconcile)
 	authed("GET /tasks", s.listTasks)

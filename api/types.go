@@ -89,9 +89,40 @@ type LogFetcher interface {
 }
 
 // CloudChecker scans a deployment for problems (bosh cck): VMs missing or unresponsive,
-// disks not attached, and so on. The health monitor's Scan satisfies it.
+// disks not attached, and so on, and resolves them. cmd/bosun adapts the health
+// monitor's Scanner to it.
 type CloudChecker interface {
 	Scan(ctx context.Context, deployment string) ([]Problem, error)
+	// Resolve applies each choice's resolution to its problem, as a scan just found it
+	// (the checker matches it again by type and instance: a problem gone since is
+	// reported, not resolved). It returns one Resolution per choice, in order.
+	Resolve(ctx context.Context, deployment string, choices []ProblemChoice) ([]Resolution, error)
+}
+
+// ProblemChoice is a problem of a scan and the resolution an operator chose for it.
+type ProblemChoice struct {
+	Problem    Problem `json:"problem"`
+	Resolution string  `json:"resolution"`
+}
+
+// ResolveRequest is POST /deployments/{name}/cck/resolve: which resolution to apply to
+// which problem of a fresh scan.
+type ResolveRequest struct {
+	// Auto applies each problem's default resolution (the first it lists) where Resolutions names none
+	// (bosh cck --auto).
+	Auto bool `json:"auto,omitempty"`
+	// Resolutions maps a problem's number (as the scan numbers them: "1") or a problem
+	// type ("missing_vm") to a resolution ("recreate_vm"); a number wins over a type.
+	Resolutions map[string]string `json:"resolutions,omitempty"`
+}
+
+// Resolution is what was done about one problem. Resolution is empty for a problem left
+// as it is (no choice and not auto); TaskID names the task that recreates its VM.
+type Resolution struct {
+	Problem    Problem `json:"problem"`
+	Resolution string  `json:"resolution,omitempty"`
+	TaskID     int64   `json:"task_id,omitempty"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // SourceLister tells where the desired state comes from and how fresh it is.

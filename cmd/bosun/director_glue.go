@@ -105,7 +105,13 @@ func (s *rulesSync) sync() error {
 }
 
 // cckScan shows the health monitor's cloud check through the API.
-type cckScan struct{ s *hm.Scanner }
+type cckScan struct{ s cckScanner }
+
+// cckScanner is the part of health.Scanner the API uses.
+type cckScanner interface {
+	Scan(ctx context.Context, deployment string) ([]hm.Problem, error)
+	Resolve(ctx context.Context, problems []hm.Problem, choices map[string]string) ([]hm.Resolved, error)
+}
 
 func (c cckScan) Scan(ctx context.Context, deployment string) ([]api.Problem, error) {
 	ps, err := c.s.Scan(ctx, deployment)
@@ -115,6 +121,53 @@ func (c cckScan) Scan(ctx context.Context, deployment string) ([]api.Problem, er
 	out := make([]api.Problem, len(ps))
 	for i, p := range ps {
 		out[i] = api.Problem{ID: i + 1, Type: p.Type, Instance: p.Instance, Description: p.Description, Resolutions: p.Resolutions}
+	}
+	return out, nil
+}
+
+// Resolve scans again and resolves the problems of choices that the new scan still finds
+// (matched by type and instance: the API numbers problems, the scanner names them).
+func (c cckScan) Resolve(ctx context.Context, deployment string, choices []api.ProblemChoice) ([]api.Resolution, error) {
+	ps, err := c.s.Scan(ctx, deployment)
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[string]hm.Problem{}
+	for _, p := range ps {
+		byKey[p.Type+"\x00"+p.Instance] = p
+	}
+	out := make([]api.Resolution, len(choices))
+	var todo []hm.Problem
+	chosen := map[string]string{}
+	at := map[string]int{} // scanner problem id → index in out
+	for i, ch := range choices {
+		out[i] = api.Resolution{Problem: ch.Problem, Resolution: ch.Resolution}
+		p, ok := byKey[ch.Problem.Type+"\x00"+ch.Problem.Instance]
+		if !ok {
+			out[i].Error = "a new scan no longer finds this problem; nothing done"
+			continue
+		}
+		if _, dup := at[p.ID]; dup {
+			out[i].Error = "chosen twice; only the first choice applies"
+			continue
+		}
+		at[p.ID] = i
+		chosen[p.ID] = ch.Resolution
+		todo = append(todo, p)
+	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+	res, err := c.s.Resolve(ctx, todo, chosen)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range res {
+		i, ok := at[r.ProblemID]
+		if !ok {
+			continue
+		}
+		out[i].Resolution, out[i].TaskID, out[i].Error = r.Resolution, r.TaskID, r.Error
 	}
 	return out, nil
 }

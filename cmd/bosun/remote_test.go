@@ -67,6 +67,13 @@ func (cliProber) Probe(ctx context.Context, inst state.Instance) (api.Probe, err
 // token (through BOSUN_CONFIG in a temp dir) and seeds deployments web and db.
 func newCLIEnv(t *testing.T, logs api.LogFetcher) *cliEnv {
 	t.Helper()
+	return newCLIEnvWith(t, api.Options{Logs: logs}, nil)
+}
+
+// newCLIEnvWith is newCLIEnv serving opts (its store, auth and log are filled in);
+// checker, when not nil, makes the API's cloud checker once the store is open.
+func newCLIEnvWith(t *testing.T, opts api.Options, checker func(*postgres.Store) api.CloudChecker) *cliEnv {
+	t.Helper()
 	ctx := context.Background()
 	store, err := postgres.Open(ctx, pgtest.NewDatabase(t), nil)
 	if err != nil {
@@ -80,7 +87,11 @@ func newCLIEnv(t *testing.T, logs api.LogFetcher) *cliEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.New(api.Options{Store: store, Auth: auth, Log: slog.New(slog.DiscardHandler), Version: "test", Prober: cliProber{}, Logs: logs, FollowPoll: 20 * time.Millisecond})
+	opts.Store, opts.Auth, opts.Log, opts.Version, opts.Prober, opts.FollowPoll = store, auth, slog.New(slog.DiscardHandler), "test", cliProber{}, 20*time.Millisecond
+	if checker != nil {
+		opts.Checker = checker(store)
+	}
+	srv, err := api.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

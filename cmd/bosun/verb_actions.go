@@ -175,58 +175,6 @@ func runAction(ctx context.Context, c *cli, verb string, args []string) error {
 	return showTask(ctx, c, cl, t.ID, true, false, rf.json)
 }
 
-// problemsFound makes cck exit 1 when it found something, as bosh cck --report does.
-type problemsFound int
-
-func (n problemsFound) Error() string {
-	if n == 1 {
-		return "1 problem found"
-	}
-	return fmt.Sprintf("%d problems found", int(n))
-}
-
-func runCCK(ctx context.Context, c *cli, args []string) error {
-	fs := newFlagSet(c, "cck", "-d DEPLOYMENT")
-	rf := addRemoteFlags(fs, true)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	d, rest, err := deploymentArg(rf, pos, "cck", true)
-	if err != nil {
-		return err
-	}
-	if err := noArgs("cck", rest); err != nil {
-		return err
-	}
-	cl, err := rf.client()
-	if err != nil {
-		return err
-	}
-	probs, err := cl.CloudCheck(ctx, d)
-	if err != nil {
-		return remoteError(err)
-	}
-	if rf.json {
-		if err := printJSON(c.stdout, probs); err != nil {
-			return err
-		}
-	} else {
-		var rows [][]string
-		for _, p := range probs {
-			rows = append(rows, []string{strconv.Itoa(p.ID), p.Type, dash(p.Instance), p.Description, dash(strings.Join(p.Resolutions, ", "))})
-		}
-		if err := printTable(c.stdout, []string{"#", "Type", "Instance", "Description", "Resolutions"}, rows); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "\n%d problems\n", len(probs))
-	}
-	if len(probs) > 0 {
-		return problemsFound(len(probs))
-	}
-	return nil
-}
-
 func runLogs(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "logs", "-d DEPLOYMENT GROUP[/ID|INDEX]")
 	rf := addRemoteFlags(fs, true)
