@@ -247,10 +247,14 @@ func (r *Reconciler) checkDeployment(ctx context.Context, dr state.DeploymentRen
 	}
 	d.Items = fresh
 	var kinds []string
+	var tasks []int64
 	for _, it := range fresh {
 		kinds = append(kinds, it.Name+": "+it.Kind)
+		if it.Task != 0 && !slices.Contains(tasks, it.Task) {
+			tasks = append(tasks, it.Task)
+		}
 	}
-	r.log.Warn("drift found", "deployment", dr.Deployment, "mode", mode, "drift", kinds, "missing", d.Names, "task", d.Task)
+	r.log.Warn("drift found", "deployment", dr.Deployment, "mode", mode, "drift", kinds, "tasks", tasks)
 	return d, nil
 }
 
