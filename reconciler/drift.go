@@ -36,6 +36,14 @@ type TaskLocks interface {
 	Locks(ctx context.Context) ([]state.Lock, error)
 }
 
+// TaskHistory is read from the Store when it offers it (*postgres.Store does): after a
+// failed rollout the agents are not asked, as their instances are knowingly not what was
+// last applied (a failed canary runs the new spec, converge recorded the old one) and the
+// failure's status commit must stay what the deployment shows until the next commit.
+type TaskHistory interface {
+	Tasks(ctx context.Context, f state.TaskFilter) ([]state.Task, error)
+}
+
 // Drift kinds.
 const (
 	// DriftVMMissing: the cloud no longer has the instance's VM (has_vm). Repair recreates
@@ -128,7 +136,8 @@ func (it DriftItem) describe() string {
 // reported only. A drift already acted on is not acted on again while it lasts (a repair
 // that did not help is not retried in a loop; it shows in the task's outcome). Suspended
 // deployments and deployments a task is changing are skipped, and their drift is acted
-// on once they are neither.
+// on once they are neither; the agents of a deployment whose last rollout failed are not
+// asked until a rollout succeeds (TaskHistory).
 func (r *Reconciler) CheckDrift(ctx context.Context) ([]Drift, error) {
 	if r.cfg.Cloud == nil && r.cfg.Agents == nil {
 		return nil, nil
@@ -204,6 +213,9 @@ func (r *Reconciler) checkDeployment(ctx context.Context, dr state.DeploymentRen
 		if r.cfg.Agents != nil && in.AgentID != "" {
 			alive = append(alive, in)
 		}
+	}
+	if len(alive) > 0 && r.rolloutFailed(ctx, dr.Deployment) {
+		alive = nil
 	}
 	found = append(found, r.checkAgents(ctx, alive, applied)...)
 
@@ -398,4 +410,23 @@ func (r *Reconciler) repairDrift(ctx context.Context, dr state.DeploymentRender,
 		it.Task = t.ID
 	}
 	return nil
+}
+
+// rolloutFailed reports whether the deployment's newest finished deploy task failed.
+func (r *Reconciler) rolloutFailed(ctx context.Context, deployment string) bool {
+	th, ok := r.cfg.Store.(TaskHistory)
+	if !ok {
+		return false
+	}
+	ts, err := th.Tasks(ctx, state.TaskFilter{Deployment: deployment, Limit: 50})
+	if err != nil {
+		r.log.Warn("drift check: could not read the deployment's tasks; asking its agents anyway", "deployment", deployment, "err", err)
+		return false
+	}
+	for _, t := range ts { // newest first
+		if t.Type == state.TaskDeploy && state.TaskFinal(t.State) {
+			return t.State != state.TaskDone
+		}
+	}
+	return false
 }

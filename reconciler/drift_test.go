@@ -371,3 +371,26 @@ func TestDriftLeavesAlone(t *testing.T) {
 		t.Errorf("queued tasks (-want +got):\n%s", diff)
 	}
 }
+
+// TestDriftAfterFailedRollout: after a failed deploy the agents are not asked (the failed
+// canary runs the new spec on purpose and the failure stays the deployment's status); a
+// missing VM is still repaired.
+func TestDriftAfterFailedRollout(t *testing.T) {
+	h := newDriftHarness(t)
+	failed, err := h.store.Claim(h.ctx, "test-worker", []string{state.TaskDeploy})
+	if err != nil || failed == nil || failed.Deployment != "demo" {
+		t.Fatalf("claim = %+v, %v", failed, err)
+	}
+	if err := h.store.Finish(h.ctx, failed.ID, "test-worker", state.TaskError, "web/0 failed"); err != nil {
+		t.Fatal(err)
+	}
+	w0, w1 := h.inst("demo web/0"), h.inst("demo web/1")
+	h.agents.set(w0.AgentID, failingState(w0.AgentID, protocol.JobFailing), nil)
+	if d := h.check(); len(d) != 0 || h.agents.callsOf(w0.AgentID) != 0 {
+		t.Fatalf("drifts after a failed rollout = %+v (agent asked %d times)", d, h.agents.callsOf(w0.AgentID))
+	}
+	h.cloud.lose(w1.VMCID)
+	if d := h.check(); len(d) != 1 || d[0].Task == 0 || len(d[0].Items) != 1 || d[0].Items[0].Kind != DriftVMMissing {
+		t.Fatalf("drifts = %+v; want web/1's VM recreated", d)
+	}
+}
