@@ -116,6 +116,9 @@ type Config struct {
 	// Cloud enables the drift check every DriftInterval (default 1m); nil disables it.
 	Cloud         Cloud
 	DriftInterval time.Duration
+	// Agents adds the agents' side to the drift check (get_state of every instance whose
+	// VM exists) and enables it like Cloud does; nil checks VMs only.
+	Agents Agents
 	// PollInterval is how often Run checks the source when there is no Watcher (default 30s).
 	PollInterval time.Duration
 	Logger       *slog.Logger
@@ -153,7 +156,7 @@ type Reconciler struct {
 	order    []string
 
 	driftMu   sync.Mutex
-	driftSeen map[string]string // deployment → the missing set last acted on
+	driftSeen map[string]map[string]bool // deployment → the drift items last seen (acted on)
 }
 
 // New returns a reconciler; Source, Store, Gate, Converger, Status and Blobs are required.
@@ -196,7 +199,7 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 30 * time.Second
 	}
-	return &Reconciler{cfg: cfg, log: cfg.Logger, cache: map[string]*Rendered{}, driftSeen: map[string]string{}}, nil
+	return &Reconciler{cfg: cfg, log: cfg.Logger, cache: map[string]*Rendered{}, driftSeen: map[string]map[string]bool{}}, nil
 }
 
 func newUUID() string {
@@ -219,7 +222,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	if r.cfg.Cloud != nil {
+	if r.cfg.Cloud != nil || r.cfg.Agents != nil {
 		wg.Go(func() { r.driftLoop(ctx) })
 	}
 	defer wg.Wait()

@@ -35,7 +35,7 @@ func (f *reconcilerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.branch, "branch", "main", "the branch of --repo the reconciler tracks")
 	fs.StringVar(&f.statusBranch, "status-branch", "bosun/status", "the branch of --repo outcomes are committed to")
 	fs.DurationVar(&f.poll, "poll-interval", time.Minute, "how often --repo is polled when no fsnotify event or webhook says it moved")
-	fs.DurationVar(&f.drift, "drift-interval", time.Minute, "how often VMs are compared with the cloud (has_vm)")
+	fs.DurationVar(&f.drift, "drift-interval", time.Minute, "how often VMs are compared with the cloud (has_vm) and agents with what was applied (get_state)")
 	fs.StringVar(&f.varsKeyFile, "vars-key-file", "", "file holding the 32-byte key (64 hex digits) that encrypts generated variables; --dev makes one in --data-dir")
 	fs.StringVar(&f.webhookSecret, "webhook-secret-file", "", "file holding the HMAC secret of POST /hooks/git (GitHub, GitLab, Gitea, generic); without it webhooks are refused")
 	f.trustFlags.register(fs)
@@ -141,6 +141,10 @@ func setupReconciler(d *director) error {
 	if f.verifier != nil {
 		gate.VerifySignatures(f.verifier, f.requireSigned)
 	}
+	agents, err := newDriftAgents(d)
+	if err != nil {
+		return fmt.Errorf("reconciler: drift check: %w", err)
+	}
 	cfg := reconciler.Config{
 		Source: src, Watcher: watcher, Store: d.store, Gate: gate,
 		Converger: conv, Status: sw, StatusBranch: sw.Branch(), Blobs: blobs, DriftInterval: f.drift, Logger: log, Suspensions: d.store,
@@ -155,6 +159,9 @@ func setupReconciler(d *director) error {
 			return err
 		}
 		cfg.PolicySource = ps
+	}
+	if agents != nil {
+		cfg.Agents = agents
 	}
 	r, err := reconciler.New(cfg)
 	if err != nil {

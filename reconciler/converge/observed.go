@@ -43,3 +43,16 @@ func Observed(instances []state.Instance, applied map[string]state.Applied) ([]p
 	}
 	return out, nil
 }
+
+// AppliedConfigurationHash is the configuration hash of the apply spec converge last gave
+// the instance (empty when it has none), for the drift check to compare with the agent's.
+func AppliedConfigurationHash(a state.Applied) string {
+	if len(a.Record) == 0 {
+		return ""
+	}
+	var rec record
+	if json.Unmarshal(a.Record, &rec) != nil {
+		return ""
+	}
+	return rec.Spec.ConfigurationHash
+}
