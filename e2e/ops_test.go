@@ -89,10 +89,7 @@ func TestOpsJourney(t *testing.T) {
 	d := startDirectorEnv(t, env, "--dev", "--data-dir", data, "--repo", dir,
 		"--listen", directorFreePort(t), "--nats-listen", directorFreePort(t), "--poll-interval", "1s",
 		"--agent-timeout", "5s", "--health-interval", "1s", "--meltdown-min-down", "2", "--meltdown-percent", "50")
-	h := d.healthy(t)
-	if strings.Contains(h.WaitingFor, "converge executor") {
-		t.Skip("cmd/bosun has no converge executor wired in yet")
-	}
+	d.healthy(t)
 	o := &operator{t: t, env: env, d: d}
 
 	msg, sf := m.awaitStatus(d, first, 15*time.Minute)

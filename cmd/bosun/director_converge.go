@@ -32,15 +32,16 @@ func (f *cpiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "cpi-config", "", "the CPI's JSON settings file (the built-in CPI's --config; for external:PATH, the file handed to it as BOSH's cpi.json)")
 }
 
-func init() {
-	newConverger = wireConverger
-	newDriftCloud = func(d *director) (reconciler.Cloud, error) {
-		c, err := d.directorCPI()
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
+// newConverger builds the executor that carries out the reconciler's tasks.
+var newConverger = wireConverger
+
+// newDriftCloud returns the CPI the drift check asks has_vm.
+var newDriftCloud = func(d *director) (reconciler.Cloud, error) {
+	c, err := d.directorCPI()
+	if err != nil {
+		return nil, err
 	}
+	return c, nil
 }
 
 // directorCPI builds the director's CPI once. The local CPI keeps its VMs under the data

@@ -9,11 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/bosun-gitops/bosun/blobstore"
 	"github.com/bosun-gitops/bosun/blobstore/local"
 	"github.com/bosun-gitops/bosun/policy"
 	"github.com/bosun-gitops/bosun/reconciler"
-	"github.com/bosun-gitops/bosun/reconciler/converge"
 	"github.com/bosun-gitops/bosun/reconciler/source"
 	"github.com/bosun-gitops/bosun/reconciler/status"
 	"github.com/bosun-gitops/bosun/state"
@@ -41,28 +39,7 @@ func (f *reconcilerFlags) register(fs *flag.FlagSet) {
 	f.trustFlags.register(fs)
 }
 
-// newConverger builds the executor that carries out the reconciler's tasks, sharing
-// its blobstore (release blobs and rendered templates are put there by digest). The
-// lead wires reconciler/converge here: converge.New(...) over the CPI, NATS agent client,
-// the store and blobs. Until then every convergence fails with a clear message.
-var newConverger = func(d *director, blobs blobstore.Store) (reconciler.Converger, error) {
-	return unwiredConverger{}, nil
-}
-
-// newDriftCloud returns the CPI the drift check asks has_vm; nil turns drift checks off.
-var newDriftCloud = func(d *director) (reconciler.Cloud, error) { return nil, nil }
-
-type unwiredConverger struct{}
-
-var errUnwired = errors.New("this build has no converge executor wired in (cmd/bosun newConverger); the plan was computed but nothing was changed")
-
-func (unwiredConverger) Run(context.Context, converge.Task, func(state.TaskEvent) error) (converge.Result, error) {
-	return converge.Result{}, errUnwired
-}
-
-func (unwiredConverger) Act(context.Context, string, []string, state.ActionParams, func(state.TaskEvent) error) (converge.Result, error) {
-	return converge.Result{}, errUnwired
-}
+// newConverger and newDriftCloud are set in director_converge.go; tests may swap them.
 
 func init() { directorPlugins = append(directorPlugins, setupReconciler) }
 
@@ -190,9 +167,6 @@ func setupReconciler(d *director) error {
 	d.addRole(r)
 	d.reconciler = r
 	d.waitingFor = ""
-	if _, ok := conv.(unwiredConverger); ok {
-		d.waitingFor = "a converge executor: this build plans and records tasks but cannot converge them"
-	}
 	return nil
 }
 

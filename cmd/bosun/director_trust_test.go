@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/blobstore"
 	"github.com/bosun-gitops/bosun/reconciler"
+	"github.com/bosun-gitops/bosun/reconciler/converge"
 	"github.com/bosun-gitops/bosun/state"
 	"github.com/bosun-gitops/bosun/state/postgres"
 	"github.com/bosun-gitops/bosun/state/postgres/pgtest"
@@ -160,7 +162,7 @@ func TestDirectorTrustWiring(t *testing.T) {
 	// No converger or cloud: nothing here is converged (no test in this package runs in
 	// parallel, so swapping the package's hooks is safe).
 	conv, drift := newConverger, newDriftCloud
-	newConverger = func(*director, blobstore.Store) (reconciler.Converger, error) { return unwiredConverger{}, nil }
+	newConverger = func(*director, blobstore.Store) (reconciler.Converger, error) { return noConverger{}, nil }
 	newDriftCloud = func(*director) (reconciler.Cloud, error) { return nil, nil }
 	t.Cleanup(func() { newConverger, newDriftCloud = conv, drift })
 	tests := []struct {
@@ -193,4 +195,15 @@ func TestDirectorTrustWiring(t *testing.T) {
 			}
 		})
 	}
+}
+
+// noConverger converges nothing: these tests stop at the judgement.
+type noConverger struct{}
+
+func (noConverger) Run(context.Context, converge.Task, func(state.TaskEvent) error) (converge.Result, error) {
+	return converge.Result{}, errors.New("no converger in this test")
+}
+
+func (noConverger) Act(context.Context, string, []string, state.ActionParams, func(state.TaskEvent) error) (converge.Result, error) {
+	return converge.Result{}, errors.New("no converger in this test")
 }
