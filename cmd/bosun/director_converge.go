@@ -17,6 +17,7 @@ import (
 	"github.com/bosun-gitops/bosun/blobstore"
 	"github.com/bosun-gitops/bosun/bus"
 	"github.com/bosun-gitops/bosun/cpi"
+	"github.com/bosun-gitops/bosun/cpi/external"
 	"github.com/bosun-gitops/bosun/reconciler"
 	"github.com/bosun-gitops/bosun/reconciler/converge"
 )
@@ -29,7 +30,7 @@ type cpiFlags struct {
 
 func (f *cpiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.name, "cpi", "local", "the CPI VMs are made with: a built-in one (local, openstack, alicloud) or external:PATH for any BOSH CPI executable")
-	fs.StringVar(&f.config, "cpi-config", "", "the CPI's JSON settings file (the built-in CPI's --config; for external:PATH, the file handed to it as BOSH's cpi.json)")
+	fs.StringVar(&f.config, "cpi-config", "", "the built-in CPI's JSON settings file (its --config); an external:PATH CPI reads its own, as a BOSH CPI job's bin/cpi does")
 }
 
 // newConverger builds the executor that carries out the reconciler's tasks.
@@ -55,7 +56,15 @@ func (d *director) buildCPI() (cpi.CPI, error) {
 	log := d.log.With("component", "cpi")
 	name := d.cpiFlags.name
 	if path, ok := strings.CutPrefix(name, "external:"); ok {
-		return nil, fmt.Errorf("--cpi %s: external CPIs run through `bosun cpi serve`-style executables; give a built-in name until external wiring lands (%s)", name, path)
+		// As BOSH's director runs a CPI job's bin/cpi: no arguments, the executable knows
+		// its own config.
+		if d.cpiFlags.config != "" {
+			return nil, usageError("--cpi-config is for built-in CPIs; an external CPI (%s) reads its own config", path)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return nil, usageError("--cpi %s: not an executable file", name)
+		}
+		return external.New(external.Config{Name: name, Path: path, DirectorUUID: "bosun"}, log)
 	}
 	b, ok := builtinCPIs[name]
 	if !ok {
