@@ -829,3 +829,44 @@ func TestRunWithWorkers(t *testing.T) {
 	h.cloud.lose(insts[0].VMCID)
 	await("demo: resurrected web/0 (vm missing)")
 }
+
+// OnAccepted hears bosun.yml of every accepted revision, and of the last accepted one when
+// a reconciler starts, but not of a rejected one.
+func TestLoopOnAcceptedHearsBosunYML(t *testing.T) {
+	h := newHarness(t)
+	var heard []bool // each call: is demo's resurrection enabled?
+	h.tweak = func(c *Config) {
+		c.OnAccepted = func(rc RepoConfig) {
+			r := rc.EffectiveResurrection("demo")
+			heard = append(heard, r.Enabled == nil || *r.Enabled)
+		}
+	}
+	h.r = h.newReconciler()
+	files := templateFiles(t)
+	files["bosun.yml"] = "deployments:\n  demo:\n    resurrection:\n      enabled: false\n"
+	h.repo.commit("first", files)
+	h.reconcile(state.RevisionAccepted)
+	if want := []bool{false}; !slices.Equal(heard, want) {
+		t.Fatalf("after the first accepted revision heard %v; want %v", heard, want)
+	}
+	h.repo.commit("broken", map[string]string{"bosun.yml": "deployments: [\n"})
+	h.reconcile(state.RevisionFailed)
+	if want := []bool{false}; !slices.Equal(heard, want) {
+		t.Fatalf("after a failed revision heard %v; want nothing more", heard)
+	}
+	h.repo.commit("resurrect again", map[string]string{"bosun.yml": "resurrection:\n  enabled: true\n"})
+	h.reconcile(state.RevisionAccepted)
+	if want := []bool{false, true}; !slices.Equal(heard, want) {
+		t.Fatalf("heard %v; want %v", heard, want)
+	}
+
+	// A restarted reconciler hears the last accepted revision's before any new commit.
+	heard = nil
+	h.r = h.newReconciler()
+	if _, err := h.r.ReconcileNow(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true}; !slices.Equal(heard, want) {
+		t.Errorf("after a restart heard %v; want %v", heard, want)
+	}
+}

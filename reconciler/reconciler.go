@@ -127,6 +127,10 @@ type Config struct {
 	// repository's own policies are never loaded. Its head is checked before each
 	// judgement; a source that cannot be read or whose policies do not compile rejects.
 	PolicySource Source
+	// OnAccepted, when set, is handed bosun.yml of each accepted revision, and of the last
+	// accepted one when the reconciler starts (the health monitor's resurrection rules
+	// come from it). It runs under the reconciler's lock and must not block.
+	OnAccepted func(RepoConfig)
 	// Suspensions, when set, holds deployments an operator suspended through the API
 	// (bosun suspend); they are judged and recorded like the others but not converged.
 	Suspensions Suspensions
@@ -353,6 +357,13 @@ func (r *Reconciler) init(ctx context.Context) error {
 	r.inited = true
 	rev, err := r.cfg.Source.Revision(last.SHA)
 	if err != nil {
+		// A new mirror (a fresh data dir, another director) holds nothing yet: fetch the
+		// head, which is the last accepted revision unless commits came since.
+		if _, _, cerr := r.cfg.Source.Check(ctx); cerr == nil {
+			rev, err = r.cfg.Source.Revision(last.SHA)
+		}
+	}
+	if err != nil {
 		r.log.Warn("the last accepted revision is not in the mirror; the next commit is judged by its own policies", "sha", last.SHA, "err", err)
 		return nil
 	}
@@ -369,8 +380,16 @@ func (r *Reconciler) init(ctx context.Context) error {
 		r.log.Warn("the last accepted revision no longer renders", "sha", last.SHA, "err", err)
 		return nil
 	}
-	r.prev = rd
+	r.accepted(rd)
 	return nil
+}
+
+// accepted makes rd the last accepted revision and tells OnAccepted.
+func (r *Reconciler) accepted(rd *Rendered) {
+	r.prev = rd
+	if r.cfg.OnAccepted != nil {
+		r.cfg.OnAccepted(rd.Config)
+	}
 }
 
 // rendered renders rev, from cache when it was rendered lately.
@@ -603,7 +622,8 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 		return j, err
 	}
 	r.cfg.Gate.Accept(verdict)
-	r.prev, r.last = rd, rev.SHA
+	r.accepted(rd)
+	r.last = rev.SHA
 	j.Verdict, j.Tasks = state.RevisionAccepted, tasks
 	log.Info("revision accepted", "tasks", len(tasks), "changed", changed, "deleted", deleted, "warnings", len(sv.Warnings))
 	return j, nil

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"reflect"
-	"time"
 
 	"github.com/bosun-gitops/bosun/api"
 	"github.com/bosun-gitops/bosun/cpi"
@@ -23,9 +21,6 @@ func glueRoles(d *director) error {
 	}
 	if d.api.Sources == nil {
 		d.api.Sources = repoSource{d: d}
-	}
-	if d.monitor != nil {
-		d.addRole(&rulesSync{d: d})
 	}
 	if d.api.Checker == nil {
 		// One CPI per director: every VM and disk, whatever CPI name its row carries, is
@@ -57,32 +52,13 @@ func (s repoSource) Sources(ctx context.Context) ([]api.Source, error) {
 	return []api.Source{src}, nil
 }
 
-// rulesSync hands the health monitor the resurrection rules of the last accepted
-// bosun.yml whenever they change (the reconciler knows nothing of the monitor).
-type rulesSync struct {
-	d    *director
-	last any
-}
-
-func (*rulesSync) Name() string { return "resurrection-rules" }
-
-func (s *rulesSync) Run(ctx context.Context) error {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		if err := s.sync(); err != nil {
-			s.d.log.Warn("resurrection rules of bosun.yml not applied; the previous rules stay", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+// applyResurrection hands the health monitor the resurrection rules of an accepted
+// bosun.yml (the reconciler knows nothing of the monitor). A bad section is logged and the
+// rules in force stay.
+func (d *director) applyResurrection(cfg reconciler.RepoConfig) {
+	if d.monitor == nil {
+		return
 	}
-}
-
-func (s *rulesSync) sync() error {
-	cfg := s.d.reconciler.RepoConfig()
 	var def map[string]any
 	if cfg.Resurrection != nil {
 		def = cfg.Resurrection.Raw
@@ -93,15 +69,9 @@ func (s *rulesSync) sync() error {
 			by[name] = dc.Resurrection.Raw
 		}
 	}
-	now := []any{def, by}
-	if reflect.DeepEqual(now, s.last) {
-		return nil
+	if err := d.setResurrectionSections(def, by); err != nil {
+		d.log.Warn("resurrection rules of bosun.yml not applied; the previous rules stay", "err", err)
 	}
-	if err := s.d.setResurrectionSections(def, by); err != nil {
-		return err
-	}
-	s.last = now
-	return nil
 }
 
 // cckScan shows the health monitor's cloud check through the API.
