@@ -120,6 +120,10 @@ func (d *director) localAgent() (string, error) {
 	return script, nil
 }
 
+// blobDir is the local blobstore release blobs, compiled packages and rendered templates
+// are kept in; agents on this machine read and write it directly.
+func (d *director) blobDir() string { return filepath.Join(d.dataDir, "blobs") }
+
 // wireConverger builds the converge executor over the director's CPI, its agents (over
 // NATS), the store and the blobstore the reconciler puts release blobs in.
 func wireConverger(d *director, blobs blobstore.Store) (reconciler.Converger, error) {
@@ -136,7 +140,7 @@ func wireConverger(d *director, blobs blobstore.Store) (reconciler.Converger, er
 	if d.api.Logs == nil {
 		d.api.Logs = agentLogFetcher{agents: agents, blobs: blobs, log: d.log.With("component", "logs")}
 	}
-	blobDir := filepath.Join(d.dataDir, "blobs")
+	blobDir := d.blobDir()
 	natsURL := d.natsURL
 	exec, err := converge.New(converge.Config{
 		CPI: c, CPIName: d.cpiFlags.name, Agents: agents, Store: d.store, Blobs: blobs,

@@ -82,7 +82,7 @@ func setupReconciler(d *director) error {
 	if err != nil {
 		return fmt.Errorf("reconciler: %w", err)
 	}
-	blobs, err := local.Open(filepath.Join(d.dataDir, "blobs"))
+	blobs, err := local.Open(d.blobDir())
 	if err != nil {
 		return fmt.Errorf("reconciler: blobstore: %w", err)
 	}
