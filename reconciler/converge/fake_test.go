@@ -32,6 +32,8 @@ type fakeAgents struct {
 	failPreStart map[string]bool
 	compiled     int
 	failCompile  string // package name whose packaging fails
+	// bootDead makes the agents of VMs created from now on never answer.
+	bootDead bool
 }
 
 func newFakeAgents(c *cpitest.Fake) *fakeAgents {
@@ -40,7 +42,7 @@ func newFakeAgents(c *cpitest.Fake) *fakeAgents {
 	c.OnVM(func(vm cpitest.FakeVM) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		a.alive[vm.Spec.AgentID] = true
+		a.alive[vm.Spec.AgentID] = !a.bootDead
 		a.byVM[vm.CID] = vm.Spec.AgentID
 	}, func(cid cpi.VMCID) {
 		a.mu.Lock()

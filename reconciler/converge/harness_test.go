@@ -66,6 +66,7 @@ type spec struct {
 	watch     string // canary and update watch time, "min-max" ms
 	deleted   bool
 	port      int
+	strategy  string // update.vm_strategy
 }
 
 // harness drives an Executor the way the reconciler does: plan from what the store
@@ -114,7 +115,8 @@ func (h *harness) desired(s spec) plan.Desired {
 			VMType:   "default", Stemcell: plan.Stemcell{OS: h.sc.OS, Version: h.sc.Version},
 			Disk:   plan.Disk{Size: s.diskMiB},
 			Jobs:   []plan.Job{{Name: "web", Release: "demo", Version: "1", Hash: hash}},
-			Update: plan.UpdateBlock{Canaries: s.canaries, MaxInFlight: s.inFlight, Serial: true, CanaryWatchTime: s.watch, UpdateWatchTime: s.watch},
+			Update: plan.UpdateBlock{Canaries: s.canaries, MaxInFlight: s.inFlight, Serial: true, CanaryWatchTime: s.watch, UpdateWatchTime: s.watch,
+				VMStrategy: s.strategy},
 		}},
 	}
 }

@@ -156,6 +156,9 @@ func (r *run) update(ctx context.Context, ip plan.InstancePlan, want Instance, w
 	if prev != nil && hasVM && !recreate && len(prev.Spec.Networks) > 0 {
 		nets = prevNetworks(prev, want.VM.Networks)
 	}
+	if recreate && ip.VMStrategy == plan.CreateSwapDelete {
+		return in.createSwapDelete(ctx, ip, want, watch, rec, fp)
+	}
 	if hasVM {
 		next := r.applySpec(want, nets)
 		if recreate {
@@ -192,6 +195,60 @@ func (r *run) update(ctx context.Context, ip plan.InstancePlan, want Instance, w
 	}
 	b, _ := json.Marshal(rec)
 	return nil, st.SetApplied(ctx, state.Applied{InstanceID: cur.ID, Fingerprint: fp, Record: b})
+}
+
+// createSwapDelete replaces the instance's VM with the new one running before the old
+// one stops, so the instance is down only while its disk moves and its jobs start; a new
+// VM whose agent never answers is deleted and the old one keeps running.
+//
+// Crash safety rests on two intents: the new VM's create_vm stays pending until the
+// instance names it, and the old VM's delete_vm is recorded before the swap. A restart
+// before the swap deletes the new VM (and, past the delete intent, the old one: the next
+// run creates afresh); after it, keeps the new one and deletes the old.
+func (in *inst) createSwapDelete(ctx context.Context, ip plan.InstancePlan, want Instance, watch plan.WatchTime, rec record, fp []byte) (*Failure, error) {
+	r, e := in.r, in.e()
+	v, f, err := in.launchVM(ctx, want.VM, r.stemcell, r.t.Stemcell.APIVersion)
+	if f != nil || err != nil {
+		return f, err
+	}
+	if f, err := in.waitAgent(ctx, v.agentID, v.cid); f != nil || err != nil {
+		if err == nil {
+			err = in.discard(context.WithoutCancel(ctx), v, errors.New(f.Error))
+		}
+		return f, err
+	}
+	in.shutdown(ctx, "shutdown", nil)
+	if f, err := in.detachDisk(ctx, true); f != nil || err != nil {
+		return f, err
+	}
+	old := in.cur.VMCID
+	del, err := e.recordIntent(ctx, state.Intent{TaskID: r.task, Kind: state.IntentDeleteVM,
+		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID(), CloudCID: old})
+	if err != nil {
+		return nil, err
+	}
+	if err := in.adopt(ctx, v); err != nil {
+		return nil, err
+	}
+	f, err = in.disk(ctx, ip, want.PersistentDisk, true)
+	if f == nil && err == nil {
+		rec.Spec = r.applySpec(want, v.nets)
+		f, err = in.applyStart(ctx, rec.Spec, watch, in.cur.State != state.InstanceStopped)
+	}
+	if err != nil {
+		return nil, err // the pending delete_vm intent is settled by the next run
+	}
+	// The old VM goes whether or not the new one started: the instance has moved.
+	if df, derr := e.deleteRecorded(ctx, del); derr != nil {
+		return nil, derr
+	} else if f == nil {
+		f = df
+	}
+	if f != nil {
+		return f, nil
+	}
+	b, _ := json.Marshal(rec)
+	return nil, e.cfg.Store.SetApplied(ctx, state.Applied{InstanceID: in.cur.ID, Fingerprint: fp, Record: b})
 }
 
 // prevNetworks keeps the addresses the running VM has (dynamic ones the cloud chose).
@@ -311,9 +368,33 @@ func (in *inst) shutdown(ctx context.Context, kind string, next *protocol.ApplyS
 }
 
 // createVM creates the instance's VM under a write-ahead intent and waits for its agent.
+func (in *inst) createVM(ctx context.Context, vm VM, stemcell string, apiVersion int) (cpi.Networks, *Failure, error) {
+	v, f, err := in.launchVM(ctx, vm, stemcell, apiVersion)
+	if f != nil || err != nil {
+		return nil, f, err
+	}
+	if err := in.adopt(ctx, v); err != nil {
+		return nil, nil, err
+	}
+	if f, err := in.waitAgent(ctx, v.agentID, v.cid); f != nil || err != nil {
+		return nil, f, err
+	}
+	return v.nets, nil, nil
+}
+
+// launched is a VM made for an instance that the instance does not name yet: its
+// create_vm intent stays pending until it does (adopt), so a director that dies in
+// between deletes it at restart instead of leaving a second VM for the instance.
+type launched struct {
+	cid, agentID string
+	nets         cpi.Networks
+	intent       state.Intent
+}
+
+// launchVM creates a VM for the instance under a write-ahead intent and records it.
 // The agent id doubles as the intent's request id, so Recover can find the VM by it even
 // if the director dies before tagging it.
-func (in *inst) createVM(ctx context.Context, vm VM, stemcell string, apiVersion int) (cpi.Networks, *Failure, error) {
+func (in *inst) launchVM(ctx context.Context, vm VM, stemcell string, apiVersion int) (*launched, *Failure, error) {
 	e := in.e()
 	agentID := e.cfg.NewID()
 	settings, err := e.cfg.Settings(agentID)
@@ -351,25 +432,38 @@ func (in *inst) createVM(ctx context.Context, vm VM, stemcell string, apiVersion
 	}
 	md := in.metadata(agentID)
 	// The VM is recorded before the intent completes: a crash in between leaves a
-	// pending intent whose VM the instance already names, and Recover adopts it.
+	// pending intent, and Recover adopts the VM if the instance names it, else deletes it.
 	if err := e.cfg.Store.PutVM(ctx, state.VM{CID: string(cid), Deployment: in.cur.Deployment, InstanceID: in.cur.ID,
 		AgentID: agentID, IPs: ipsOf(nets), CPI: e.cfg.CPIName, Stemcell: stemcell, Metadata: md}); err != nil {
-		return nil, nil, err
-	}
-	in.cur.VMCID, in.cur.AgentID, in.cur.IPs = string(cid), agentID, ipsOf(nets)
-	if err := in.save(ctx); err != nil {
-		return nil, nil, err
-	}
-	if err := e.cfg.Store.CompleteIntent(ctx, intent.ID, string(cid), nil); err != nil {
 		return nil, nil, err
 	}
 	if err := cpi.SetVMMetadata(ctx, e.cfg.CPI, cid, md); err != nil && !errors.Is(err, cpi.ErrNotImplemented) {
 		e.cfg.Log.Warn("VM metadata not set", "vm_cid", cid, "err", err)
 	}
-	if f, err := in.waitAgent(ctx); f != nil || err != nil {
-		return nil, f, err
+	return &launched{cid: string(cid), agentID: agentID, nets: nets, intent: intent}, nil, nil
+}
+
+// adopt makes v the instance's VM and settles its create_vm intent.
+func (in *inst) adopt(ctx context.Context, v *launched) error {
+	in.cur.VMCID, in.cur.AgentID, in.cur.IPs = v.cid, v.agentID, ipsOf(v.nets)
+	if err := in.save(ctx); err != nil {
+		return err
 	}
-	return nets, nil, nil
+	return in.e().cfg.Store.CompleteIntent(ctx, v.intent.ID, v.cid, nil)
+}
+
+// discard deletes a launched VM the instance never adopted.
+func (in *inst) discard(ctx context.Context, v *launched, why error) error {
+	f, err := in.e().deleteVM(ctx, in.r.task, in.cur.Deployment, in.cur.ID, v.cid)
+	if err != nil {
+		return err
+	}
+	if f != nil {
+		// The create_vm intent stays pending: the deployment's next run deletes the VM.
+		in.e().cfg.Log.Warn("an unused new VM could not be deleted; the next run will", "vm_cid", v.cid, "failure", f.Error)
+		return nil
+	}
+	return in.e().cfg.Store.CompleteIntent(context.WithoutCancel(ctx), v.intent.ID, v.cid, why)
 }
 
 func (in *inst) metadata(requestID string) cpi.Metadata {
@@ -390,13 +484,13 @@ func (in *inst) metadata(requestID string) cpi.Metadata {
 const metadataRequestKey = "bosun_request_id"
 
 // waitAgent waits until a new VM's agent answers.
-func (in *inst) waitAgent(ctx context.Context) (*Failure, error) {
+func (in *inst) waitAgent(ctx context.Context, agentID, vmCID string) (*Failure, error) {
 	deadline := time.Now().Add(in.e().cfg.AgentWait)
 	for {
 		// Short pings: a ping sent before the agent subscribed is never answered, and
 		// a booted agent answers in milliseconds.
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := in.e().cfg.Agents.Ping(pctx, in.cur.AgentID)
+		err := in.e().cfg.Agents.Ping(pctx, agentID)
 		cancel()
 		if err == nil {
 			return nil, nil
@@ -405,7 +499,7 @@ func (in *inst) waitAgent(ctx context.Context) (*Failure, error) {
 			return nil, ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			return &Failure{Error: fmt.Sprintf("agent %s on VM %s did not answer within %s: %v", in.cur.AgentID, in.cur.VMCID, in.e().cfg.AgentWait, err)}, nil
+			return &Failure{Error: fmt.Sprintf("agent %s on VM %s did not answer within %s: %v", agentID, vmCID, in.e().cfg.AgentWait, err)}, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -433,7 +527,13 @@ func (e *Executor) deleteVM(ctx context.Context, task int64, deployment, instanc
 	if err != nil {
 		return nil, err
 	}
-	err = e.cfg.CPI.DeleteVM(ctx, cpi.VMCID(cid))
+	return e.deleteRecorded(ctx, intent)
+}
+
+// deleteRecorded deletes the VM of a recorded delete_vm intent and settles it.
+func (e *Executor) deleteRecorded(ctx context.Context, intent state.Intent) (*Failure, error) {
+	cid := intent.CloudCID
+	err := e.cfg.CPI.DeleteVM(ctx, cpi.VMCID(cid))
 	if errors.Is(err, cpi.ErrVMNotFound) {
 		err = nil
 	}
@@ -443,7 +543,8 @@ func (e *Executor) deleteVM(ctx context.Context, task int64, deployment, instanc
 	if err != nil {
 		return failure(ctx, "delete_vm", err)
 	}
-	return nil, e.cfg.Store.DeleteVM(ctx, cid)
+	// The VM is gone from the cloud: its row goes too, even as the director stops.
+	return nil, e.cfg.Store.DeleteVM(context.WithoutCancel(ctx), cid)
 }
 
 // disk makes the instance's persistent disk what want says and mounts it.

@@ -265,6 +265,29 @@ func TestLocalCPI(t *testing.T) {
 		}
 		h.checkNoOrphans(ctx)
 
+		// Recreate create-swap-delete: each new VM boots on a new address while the old
+		// one still serves; then the disk and its data move over and the old VM goes.
+		s.strategy = plan.CreateSwapDelete
+		old := h.instances(ctx)
+		h.recreate = true
+		res = h.deploy(ctx, s)
+		h.recreate = false
+		if res.Failure != nil || res.Recreated != 2 {
+			t.Fatalf("create-swap-delete: %+v %+v", res, res.Failure)
+		}
+		for i, in := range h.instances(ctx) {
+			if in.VMCID == old[i].VMCID || in.IPs[0] == old[i].IPs[0] {
+				t.Errorf("%s: VM %s → %s, address %v → %v", in.ID, old[i].VMCID, in.VMCID, old[i].IPs, in.IPs)
+			}
+			got, err := os.ReadFile(filepath.Join(dir, "vms", in.VMCID, "var/vcap/store/data.txt"))
+			if string(got) != "kept "+in.ID {
+				t.Errorf("data on %s's disk after create-swap-delete: %q, %v", in.ID, got, err)
+			}
+			answers(t, ctx, in.IPs[0], port, "Hola from web/"+in.ID)
+		}
+		h.checkNoOrphans(ctx)
+		s.strategy = ""
+
 		// Scale 2 → 3 → 1.
 		res = h.deploy(ctx, spec{instances: 3, greeting: "Hola", diskMiB: 10, port: port})
 		if res.Failure != nil || res.Created != 1 || len(res.Instances) != 3 {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,7 +128,47 @@ func (pl *planner) diff(g Group, fp groupFP, s *slot, bootstrap bool) (InstanceP
 	if in.Disk = diskAction(old.Disk, now.Disk); in.Disk != DiskKeep {
 		update(ReasonDisk, fmt.Sprintf("%s %s", in.Disk, arrow(diskString(old.Disk), diskString(now.Disk))))
 	}
+	if in.Action == Recreate && in.VMStrategy == CreateSwapDelete {
+		pl.swapAddresses(g, s, &in)
+	}
 	return in, nil
+}
+
+// swapAddresses gives a VM replaced create-swap-delete its own addresses: the old VM
+// keeps its own until it is deleted, so the new one cannot reuse them. BOSH does the same
+// (the instance comes back on a new IP). When a subnet has no address to spare, the
+// instance falls back to delete-create and keeps its addresses.
+func (pl *planner) swapAddresses(g Group, s *slot, in *InstancePlan) {
+	type taken struct {
+		pos int
+		n   *network
+		sub *subnet
+		a   netip.Addr
+	}
+	var took []taken
+	for i, gn := range g.Networks {
+		if !s.ips[i].IsValid() {
+			continue // a dynamic network: the cloud hands out another address itself
+		}
+		n := pl.nets[gn.Name]
+		a, sub, err := n.allocate(s.az)
+		if err != nil {
+			for _, t := range took { // give back what this instance took
+				delete(t.n.used, t.a)
+				if !t.sub.next.IsValid() || t.a.Less(t.sub.next) {
+					t.sub.next = t.a
+				}
+			}
+			in.VMStrategy = DeleteCreate
+			return
+		}
+		took = append(took, taken{i, n, sub, a})
+	}
+	for _, t := range took {
+		s.ips[t.pos] = t.a
+		in.IPs[t.pos].IP = t.a.String()
+	}
+	in.Applied.Networks = pl.networkFP(g, s)
 }
 
 // because records a reason; a recreate outranks an update.

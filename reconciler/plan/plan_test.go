@@ -2,6 +2,7 @@ package plan
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -538,5 +539,73 @@ Order: [web]
 	empty := mustCompute(t, deployment(web), apply(p), Options{})
 	if got := empty.String(); got != "Deployment demo: no changes\n" {
 		t.Errorf("empty plan renders %q", got)
+	}
+}
+
+func TestCreateSwapDeleteTakesNewAddresses(t *testing.T) {
+	csd := func(stemcell string, nets ...GroupNetwork) Desired {
+		g := testGroup("web", 2, "z1")
+		g.Networks = nets
+		g.Stemcell.Version = stemcell
+		g.Update.VMStrategy = CreateSwapDelete
+		return deployment(g)
+	}
+	manual := GroupNetwork{Name: "default", Default: []string{"dns", "gateway"}}
+	newID := ids()
+	p := mustCompute(t, csd("1.10", manual), Observed{}, Options{NewID: newID})
+	o := apply(p)
+	// A new stemcell recreates both; each new VM gets a free address while the old VMs
+	// hold theirs, and re-planning what converged finds nothing to do.
+	p = mustCompute(t, csd("1.11", manual), o, Options{NewID: newID})
+	want := []string{
+		"web/0 id-1 z1 recreate 10.0.1.12 * (stemcell ubuntu-jammy/1.10 -> ubuntu-jammy/1.11)",
+		"web/1 id-2 z1 recreate 10.0.1.13 (stemcell ubuntu-jammy/1.10 -> ubuntu-jammy/1.11)",
+	}
+	if diff := cmp.Diff(want, summary(p)); diff != "" {
+		t.Errorf("recreate (-want +got):\n%s", diff)
+	}
+	for _, in := range p.Groups[0].Instances {
+		if in.VMStrategy != CreateSwapDelete {
+			t.Errorf("%s vm_strategy %s, want %s", in.Name(), in.VMStrategy, CreateSwapDelete)
+		}
+	}
+	if again := mustCompute(t, csd("1.11", manual), apply(p), Options{}); !again.Empty() {
+		t.Errorf("re-plan after converge is not empty:\n%s", summary(again))
+	}
+
+	// A dynamic network needs no second address; an update in place keeps its address.
+	dyn := GroupNetwork{Name: "dyn", Default: []string{"dns", "gateway"}}
+	p = mustCompute(t, csd("1.10", dyn), Observed{}, Options{NewID: ids()})
+	p = mustCompute(t, csd("1.11", dyn), apply(p), Options{})
+	for _, in := range p.Groups[0].Instances {
+		if in.Action != Recreate || in.VMStrategy != CreateSwapDelete || in.IPs[0].IP != "" {
+			t.Errorf("dynamic: %s %s %s ip %q", in.Name(), in.Action, in.VMStrategy, in.IPs[0].IP)
+		}
+	}
+}
+
+func TestCreateSwapDeleteFallsBackWhenNoAddressIsFree(t *testing.T) {
+	g := testGroup("web", 2, "z1")
+	g.Update.VMStrategy = CreateSwapDelete
+	d := deployment(g)
+	// z1's subnet hands out 10.0.1.10-199 and .251-254 dynamically: leave one free.
+	var held []string
+	for i := 12; i < 255; i++ {
+		if i != 150 && (i < 200 || i > 250) {
+			held = append(held, fmt.Sprintf("10.0.1.%d", i))
+		}
+	}
+	p := mustCompute(t, d, Observed{}, Options{NewID: ids()})
+	o := apply(p)
+	o.IPsInUse = map[string][]string{"default": held}
+	d.Groups[0].Stemcell.Version = "1.11"
+	p = mustCompute(t, d, o, Options{})
+	got := []string{}
+	for _, in := range p.Groups[0].Instances {
+		got = append(got, fmt.Sprintf("%s %s %s", in.Name(), in.VMStrategy, in.IPs[0].IP))
+	}
+	want := []string{"web/0 create-swap-delete 10.0.1.150", "web/1 delete-create 10.0.1.11"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
