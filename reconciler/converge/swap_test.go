@@ -38,7 +38,9 @@ func (c *callOrder) DeleteVM(ctx context.Context, cid cpi.VMCID) error {
 	return c.CPI.DeleteVM(ctx, cid)
 }
 
-func (c *callOrder) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) { return cpi.ListVMs(ctx, c.CPI) }
+func (c *callOrder) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) {
+	return cpi.ListVMs(ctx, c.CPI)
+}
 func (c *callOrder) SetVMMetadata(ctx context.Context, cid cpi.VMCID, md cpi.Metadata) error {
 	return cpi.SetVMMetadata(ctx, c.CPI, cid, md)
 }
