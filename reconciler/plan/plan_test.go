@@ -569,6 +569,9 @@ func TestCreateSwapDeleteTakesNewAddresses(t *testing.T) {
 			t.Errorf("%s vm_strategy %s, want %s", in.Name(), in.VMStrategy, CreateSwapDelete)
 		}
 	}
+	if txt := p.String(); !strings.Contains(txt, "web/1 (id-2) az=z1 default=10.0.1.13: recreate, new VM first (stemcell") {
+		t.Errorf("text does not say the new VM comes first:\n%s", txt)
+	}
 	if again := mustCompute(t, csd("1.11", manual), apply(p), Options{}); !again.Empty() {
 		t.Errorf("re-plan after converge is not empty:\n%s", summary(again))
 	}

@@ -89,6 +89,9 @@ func writeGroup(w *bufio.Writer, g GroupPlan) {
 			fmt.Fprint(w, " bootstrap")
 		}
 		fmt.Fprintf(w, ": %s", in.Action)
+		if in.Action == Recreate && in.VMStrategy == CreateSwapDelete {
+			fmt.Fprint(w, ", new VM first") // the old one runs until the new one is up
+		}
 		if in.Action == Create && in.Disk == DiskCreate {
 			fmt.Fprint(w, " with persistent disk")
 		}
