@@ -93,7 +93,7 @@ func (r *run) act(ctx context.Context, cur state.Instance, p state.ActionParams)
 		}
 		in.cur.State = state.InstanceStopped
 		if p.Hard {
-			if f, err := in.detachDisk(ctx, false); f != nil || err != nil {
+			if f, err := in.detachDisk(ctx, in.cur.DiskCID, false); f != nil || err != nil {
 				return f, err
 			}
 			if f, err := in.deleteVM(ctx); f != nil || err != nil {
@@ -112,7 +112,7 @@ func (r *run) act(ctx context.Context, cur state.Instance, p state.ActionParams)
 	case state.ActionRecreate:
 		if hasVM {
 			in.shutdown(ctx, "shutdown", nil)
-			if f, err := in.detachDisk(ctx, true); f != nil || err != nil {
+			if f, err := in.detachDisk(ctx, in.cur.DiskCID, true); f != nil || err != nil {
 				return f, err
 			}
 			if f, err := in.deleteVM(ctx); f != nil || err != nil {
@@ -129,7 +129,7 @@ func (r *run) act(ctx context.Context, cur state.Instance, p state.ActionParams)
 		}
 		spec.Networks = networksFor(nets)
 		if in.cur.DiskCID != "" {
-			if f, err := in.attachDisk(ctx); f != nil || err != nil {
+			if f, err := in.attachDisk(ctx, in.cur.DiskCID); f != nil || err != nil {
 				return f, err
 			}
 		}

@@ -1,6 +1,7 @@
 package converge_test
 
 import (
+	"encoding/json"
 	"context"
 	"errors"
 	"fmt"
@@ -278,6 +279,30 @@ func (c *crashAfter) DeleteVM(ctx context.Context, cid cpi.VMCID) error {
 	return err
 }
 
+func (c *crashAfter) CreateDisk(ctx context.Context, size int, props json.RawMessage, vm cpi.VMCID) (cpi.DiskCID, error) {
+	cid, err := c.CPI.CreateDisk(context.WithoutCancel(ctx), size, props, vm)
+	if c.method == "create_disk" {
+		c.hit()
+	}
+	return cid, err
+}
+
+func (c *crashAfter) DetachDisk(ctx context.Context, vm cpi.VMCID, disk cpi.DiskCID) error {
+	err := c.CPI.DetachDisk(context.WithoutCancel(ctx), vm, disk)
+	if c.method == "detach_disk" {
+		c.hit()
+	}
+	return err
+}
+
+func (c *crashAfter) DeleteDisk(ctx context.Context, disk cpi.DiskCID) error {
+	err := c.CPI.DeleteDisk(context.WithoutCancel(ctx), disk)
+	if c.method == "delete_disk" {
+		c.hit()
+	}
+	return err
+}
+
 func (c *crashAfter) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) {
 	return cpi.ListVMs(ctx, c.CPI)
 }
@@ -471,7 +496,7 @@ var _ = cpitest.NewFake
 func TestDiskChanges(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t, 5*time.Minute)
-	h, fake, _ := newFakeHarness(t, nil)
+	h, fake, agents := newFakeHarness(t, nil)
 	disks := func() (cids []string, sizes []int) {
 		for _, d := range fake.Disks() {
 			cids = append(cids, string(d.CID))
@@ -511,16 +536,44 @@ func TestDiskChanges(t *testing.T) {
 			t.Errorf("disk row %+v", d)
 		}
 	}
-	// Shrinking would need a copy: refused, the disk kept.
-	res = h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 5})
-	if res.Failure == nil || !strings.Contains(res.Failure.Error, "not supported") {
-		t.Errorf("shrink: %+v", res.Failure)
-	}
-	if still, _ := disks(); !slices.Equal(first, still) {
-		t.Errorf("shrinking lost disks: %v", still)
+	// Shrinking copies the data to a new, smaller disk; so does a new disk type.
+	for _, step := range []spec{
+		{instances: 2, greeting: "hi", diskMiB: 5},
+		{instances: 2, greeting: "hi", diskMiB: 5, diskType: "ssd"},
+	} {
+		before, _ := disks()
+		for _, i := range h.instances(ctx) {
+			agents.mu.Lock()
+			agents.data[i.DiskCID] = "data of " + i.ID
+			agents.mu.Unlock()
+		}
+		res = h.deploy(ctx, step)
+		if res.Failure != nil {
+			t.Fatalf("migrate to %d MiB %q: %+v", step.diskMiB, step.diskType, res.Failure)
+		}
+		after, sizes := disks()
+		if len(after) != 2 || slices.ContainsFunc(after, func(c string) bool { return slices.Contains(before, c) }) || sizes[0] != 5 {
+			t.Errorf("migrate to %d MiB %q: disks %v %v (were %v)", step.diskMiB, step.diskType, after, sizes, before)
+		}
+		for _, i := range h.instances(ctx) {
+			agents.mu.Lock()
+			data, mounted := agents.data[i.DiskCID], agents.mounted[i.AgentID]
+			agents.mu.Unlock()
+			if data != "data of "+i.ID || mounted != i.DiskCID {
+				t.Errorf("%s after migrating: disk %s holds %q, agent mounts %q", i.ID, i.DiskCID, data, mounted)
+			}
+		}
+		rows, _ := h.store.Disks(ctx, h.name)
+		if len(rows) != 2 || !rows[0].Active || !rows[1].Active {
+			t.Errorf("disk rows after migrating: %+v", rows)
+		}
+		if tk := h.task(ctx, step); !tk.Plan.Empty() {
+			t.Errorf("plan after migrating is not empty:\n%v", tk.Plan)
+		}
+		h.checkNoOrphans(ctx)
 	}
 	// Removed.
-	res = h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+	res = h.deploy(ctx, spec{instances: 2, greeting: "hi", diskType: "ssd"})
 	if res.Failure != nil {
 		t.Fatal(res.Failure)
 	}

@@ -34,11 +34,18 @@ type fakeAgents struct {
 	failCompile  string // package name whose packaging fails
 	// bootDead makes the agents of VMs created from now on never answer.
 	bootDead bool
+	// mounted and target are each agent's disk at the store and migration target;
+	// data is what each disk holds, copied by migrate_disk.
+	mounted, target map[string]string
+	data            map[string]string
+	// afterMigrate, when set, runs after a migrate_disk has copied the data.
+	afterMigrate func()
 }
 
 func newFakeAgents(c *cpitest.Fake) *fakeAgents {
 	a := &fakeAgents{alive: map[string]bool{}, byVM: map[cpi.VMCID]string{}, specs: map[string]protocol.ApplySpec{},
-		started: map[string]bool{}, failRun: map[string]bool{}, failPreStart: map[string]bool{}}
+		started: map[string]bool{}, failRun: map[string]bool{}, failPreStart: map[string]bool{},
+		mounted: map[string]string{}, target: map[string]string{}, data: map[string]string{}}
 	c.OnVM(func(vm cpitest.FakeVM) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -167,15 +174,62 @@ func (a *fakeAgents) CompilePackageWithSignedURL(ctx context.Context, id string,
 }
 
 func (a *fakeAgents) MountDisk(ctx context.Context, id, disk string) error {
-	return a.enter("mount_disk", id)
+	if err := a.enter("mount_disk", id); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch m, tg := a.mounted[id], a.target[id]; {
+	case m == "" || m == disk:
+		a.mounted[id] = disk
+	case tg == "" || tg == disk:
+		a.target[id] = disk
+	default:
+		return fmt.Errorf("mount_disk %s: %s is mounted and %s is the migration target", disk, m, tg)
+	}
+	return nil
 }
 
 func (a *fakeAgents) UnmountDisk(ctx context.Context, id, disk string) error {
-	return a.enter("unmount_disk", id)
+	if err := a.enter("unmount_disk", id); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mounted[id] == disk {
+		delete(a.mounted, id)
+	}
+	if a.target[id] == disk {
+		delete(a.target, id)
+	}
+	return nil
 }
 
 func (a *fakeAgents) Run(ctx context.Context, id, method string, args ...any) (json.RawMessage, error) {
-	return json.RawMessage(`{}`), a.enter(method, id)
+	if err := a.enter(method, id); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch method {
+	case protocol.MethodListDisk:
+		if m := a.mounted[id]; m != "" {
+			return json.Marshal([]string{m})
+		}
+		return json.RawMessage(`[]`), nil
+	case protocol.MethodMigrateDisk:
+		m, tg := a.mounted[id], a.target[id]
+		if tg == "" {
+			return nil, fmt.Errorf("migrate_disk: no disk is mounted as a migration target")
+		}
+		a.data[tg] = a.data[m]
+		a.mounted[id] = tg
+		delete(a.target, id)
+		if a.afterMigrate != nil {
+			a.afterMigrate()
+		}
+	}
+	return json.RawMessage(`{}`), nil
 }
 
 // newFakeHarness is a harness on the fake CPI and fake agents; c may wrap the fake.

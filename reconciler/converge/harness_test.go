@@ -67,6 +67,7 @@ type spec struct {
 	deleted   bool
 	port      int
 	strategy  string // update.vm_strategy
+	diskType  string
 }
 
 // harness drives an Executor the way the reconciler does: plan from what the store
@@ -113,7 +114,7 @@ func (h *harness) desired(s spec) plan.Desired {
 			Name: "web", Instances: s.instances, AZs: []string{"z1"},
 			Networks: []plan.GroupNetwork{{Name: "default"}},
 			VMType:   "default", Stemcell: plan.Stemcell{OS: h.sc.OS, Version: h.sc.Version},
-			Disk: plan.Disk{Size: s.diskMiB},
+			Disk: plan.Disk{Size: s.diskMiB, Type: s.diskType},
 			Jobs: []plan.Job{{Name: "web", Release: "demo", Version: "1", Hash: hash}},
 			Update: plan.UpdateBlock{Canaries: s.canaries, MaxInFlight: s.inFlight, Serial: true, CanaryWatchTime: s.watch, UpdateWatchTime: s.watch,
 				VMStrategy: s.strategy},
@@ -163,7 +164,7 @@ func (h *harness) task(ctx context.Context, s spec) converge.Task {
 					Gateway: h.subnet + ".1", Default: []string{"dns", "gateway"}}}},
 				Jobs:              h.jobs,
 				RenderedTemplates: rendered, ConfigurationHash: hash, TemplateHashes: map[string]string{"web": hash},
-				PersistentDisk: converge.Disk{SizeMiB: s.diskMiB},
+				PersistentDisk: converge.Disk{SizeMiB: s.diskMiB, CloudProperties: diskProps(s.diskType)},
 				Fingerprint:    in.Applied,
 			}
 		}
@@ -298,4 +299,11 @@ func checkCanaryFirst(t *testing.T, evs []state.TaskEvent) {
 func mustJSON(v any) json.RawMessage {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+func diskProps(typ string) json.RawMessage {
+	if typ == "" {
+		return nil
+	}
+	return mustJSON(map[string]string{"type": typ})
 }

@@ -170,7 +170,7 @@ func (r *run) update(ctx context.Context, ip plan.InstancePlan, want Instance, w
 		}
 	}
 	if recreate {
-		if f, err := in.detachDisk(ctx, true); f != nil || err != nil {
+		if f, err := in.detachDisk(ctx, in.cur.DiskCID, true); f != nil || err != nil {
 			return f, err
 		}
 		if f, err := in.deleteVM(ctx); f != nil || err != nil {
@@ -218,7 +218,7 @@ func (in *inst) createSwapDelete(ctx context.Context, ip plan.InstancePlan, want
 		return f, err
 	}
 	in.shutdown(ctx, "shutdown", nil)
-	if f, err := in.detachDisk(ctx, true); f != nil || err != nil {
+	if f, err := in.detachDisk(ctx, in.cur.DiskCID, true); f != nil || err != nil {
 		return f, err
 	}
 	old := in.cur.VMCID
@@ -550,36 +550,54 @@ func (e *Executor) deleteRecorded(ctx context.Context, intent state.Intent) (*Fa
 // disk makes the instance's persistent disk what want says and mounts it.
 func (in *inst) disk(ctx context.Context, ip plan.InstancePlan, want Disk, newVM bool) (*Failure, error) {
 	r := in.r
+	if f, err := in.settleMigration(ctx); f != nil || err != nil {
+		return f, err
+	}
 	switch {
 	case want.SizeMiB <= 0 && in.cur.DiskCID == "":
 		return nil, nil
 	case want.SizeMiB <= 0:
 		if !newVM {
-			if f, err := in.detachDisk(ctx, false); f != nil || err != nil {
+			if f, err := in.detachDisk(ctx, in.cur.DiskCID, false); f != nil || err != nil {
 				return f, err
 			}
 		}
 		return in.deleteDisk(ctx, in.cur.DiskCID)
 	case in.cur.DiskCID == "":
-		if f, err := in.createDisk(ctx, want); f != nil || err != nil {
+		cid, f, err := in.createDisk(ctx, want)
+		if f != nil || err != nil {
 			return f, err
 		}
-		return in.attachDisk(ctx)
+		if err := in.activate(ctx, cid); err != nil {
+			return nil, err
+		}
+		return in.attachDisk(ctx, cid)
 	}
 	r.mu.Lock()
 	d, known := r.disks[in.cur.DiskCID]
 	r.mu.Unlock()
-	if (known && d.SizeMB != want.SizeMiB) || ip.Disk == plan.DiskResize || ip.Disk == plan.DiskMigrate {
-		if known && d.SizeMB > want.SizeMiB || ip.Disk == plan.DiskMigrate {
-			return &Failure{Error: fmt.Sprintf("persistent disk %s: moving data to a new disk (%d MiB → %d MiB) is not supported yet; only growing in place is",
-				in.cur.DiskCID, d.SizeMB, want.SizeMiB)}, nil
+	if ip.Disk == plan.DiskMigrate || known && d.SizeMB > want.SizeMiB {
+		if newVM || !in.attached(ctx) {
+			if f, err := in.attachDisk(ctx, in.cur.DiskCID); f != nil || err != nil {
+				return f, err
+			}
 		}
+		return in.migrateDisk(ctx, want)
+	}
+	if (known && d.SizeMB != want.SizeMiB) || ip.Disk == plan.DiskResize {
 		if !newVM {
-			if f, err := in.detachDisk(ctx, false); f != nil || err != nil {
+			if f, err := in.detachDisk(ctx, in.cur.DiskCID, false); f != nil || err != nil {
 				return f, err
 			}
 		}
 		if err := cpi.ResizeDisk(ctx, in.e().cfg.CPI, cpi.DiskCID(in.cur.DiskCID), want.SizeMiB); err != nil {
+			if ctx.Err() == nil && errors.Is(err, cpi.ErrNotSupported) {
+				// As BOSH does: a cloud that cannot grow a disk gets a bigger one, copied.
+				if f, err := in.attachDisk(ctx, in.cur.DiskCID); f != nil || err != nil {
+					return f, err
+				}
+				return in.migrateDisk(ctx, want)
+			}
 			if f, ferr := failure(ctx, "resize_disk", err); f != nil || ferr != nil {
 				return f, ferr
 			}
@@ -591,12 +609,129 @@ func (in *inst) disk(ctx context.Context, ip plan.InstancePlan, want Disk, newVM
 		r.mu.Lock()
 		r.disks[d.CID] = d
 		r.mu.Unlock()
-		return in.attachDisk(ctx)
+		return in.attachDisk(ctx, in.cur.DiskCID)
 	}
 	if newVM || !in.attached(ctx) {
-		return in.attachDisk(ctx)
+		return in.attachDisk(ctx, in.cur.DiskCID)
 	}
 	return nil, nil
+}
+
+// migrateDisk moves the instance's data to a new disk as BOSH does: the new disk is
+// attached beside the old one and mounted as the migration target, the agent copies the
+// store onto it and mounts it in the store's place, and the old disk goes. The jobs are
+// stopped throughout.
+//
+// The new disk is recorded inactive until the agent has copied the data; the switch is
+// one row each. A director stopped half-way leaves an inactive disk that
+// settleMigration finishes with or deletes, so the data is never in two live places.
+func (in *inst) migrateDisk(ctx context.Context, want Disk) (*Failure, error) {
+	e, old := in.e(), in.cur.DiskCID
+	if in.cur.AgentID == "" {
+		return &Failure{Error: fmt.Sprintf("persistent disk %s: migrating it needs the instance's agent, and it has no VM", old)}, nil
+	}
+	cid, f, err := in.createDisk(ctx, want)
+	if f != nil || err != nil {
+		return f, err
+	}
+	if f, err := in.attachDisk(ctx, cid); f != nil || err != nil {
+		return f, err
+	}
+	if _, err := e.cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodMigrateDisk); err != nil {
+		return failure(ctx, fmt.Sprintf("migrate_disk %s → %s", old, cid), err)
+	}
+	return in.finishMigration(ctx, old, cid)
+}
+
+// finishMigration makes cid the instance's disk once the agent holds the data there,
+// then detaches and deletes the old disk.
+func (in *inst) finishMigration(ctx context.Context, old, cid string) (*Failure, error) {
+	if err := in.activate(ctx, cid); err != nil {
+		return nil, err
+	}
+	if f, err := in.detachDisk(ctx, old, false); f != nil || err != nil {
+		return f, err
+	}
+	// The old disk may have sat at the store itself (the local CPI puts the first disk
+	// there); with it gone, the new one is mounted in its place.
+	if err := in.e().cfg.Agents.MountDisk(ctx, in.cur.AgentID, cid); err != nil {
+		return failure(ctx, "mount_disk", err)
+	}
+	return in.deleteDisk(ctx, old)
+}
+
+// settleMigration finishes what an interrupted migration left: another disk of the
+// instance than its own. If the agent reports it mounted, the data was copied there and
+// it becomes the instance's disk; otherwise it is a partial copy (or the old disk after
+// the switch) and is deleted.
+func (in *inst) settleMigration(ctx context.Context) (*Failure, error) {
+	in.r.mu.Lock()
+	var left []string
+	for cid, d := range in.r.disks {
+		if d.InstanceID == in.cur.ID && cid != in.cur.DiskCID {
+			left = append(left, cid)
+		}
+	}
+	in.r.mu.Unlock()
+	if len(left) == 0 {
+		return nil, nil
+	}
+	slices.Sort(left)
+	mounted := ""
+	if in.cur.AgentID != "" && in.responsive(ctx) {
+		raw, err := in.e().cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodListDisk)
+		var cids []string
+		if err == nil && json.Unmarshal(raw, &cids) == nil && len(cids) == 1 {
+			mounted = cids[0]
+		}
+	}
+	for _, cid := range left {
+		if cid == mounted && in.cur.DiskCID != "" {
+			in.e().cfg.Log.Info("finishing an interrupted disk migration", "instance", instanceName(in.cur), "from", in.cur.DiskCID, "to", cid)
+			if f, err := in.finishMigration(ctx, in.cur.DiskCID, cid); f != nil || err != nil {
+				return f, err
+			}
+			continue
+		}
+		in.e().cfg.Log.Info("deleting a disk an interrupted migration left", "instance", instanceName(in.cur), "disk_cid", cid)
+		if f, err := in.detachDisk(ctx, cid, true); f != nil || err != nil {
+			return f, err
+		}
+		if f, err := in.deleteDisk(ctx, cid); f != nil || err != nil {
+			return f, err
+		}
+		if in.cur.DiskCID != "" && in.cur.AgentID != "" && in.responsive(ctx) {
+			// Detaching a disk the local CPI placed at the store leaves the store empty.
+			if err := in.e().cfg.Agents.MountDisk(ctx, in.cur.AgentID, in.cur.DiskCID); err != nil {
+				return failure(ctx, "mount_disk", err)
+			}
+		}
+	}
+	return nil, nil
+}
+
+// activate makes cid the instance's one active disk.
+func (in *inst) activate(ctx context.Context, cid string) error {
+	st := in.e().cfg.Store
+	in.r.mu.Lock()
+	var rows []state.Disk
+	for c, d := range in.r.disks {
+		if d.InstanceID == in.cur.ID && d.Active != (c == cid) {
+			d.Active = c == cid
+			rows = append(rows, d)
+		}
+	}
+	in.r.mu.Unlock()
+	for _, d := range rows {
+		if err := st.PutDisk(ctx, d); err != nil {
+			return err
+		}
+		in.r.mu.Lock()
+		in.r.disks[d.CID] = d
+		in.r.mu.Unlock()
+	}
+	in.cur.DiskCID = cid
+	return in.save(ctx)
 }
 
 // attached reports whether the instance's disk is attached to its VM, as far as the CPI
@@ -609,95 +744,95 @@ func (in *inst) attached(ctx context.Context) bool {
 	return slices.Contains(disks, cpi.DiskCID(in.cur.DiskCID))
 }
 
-func (in *inst) createDisk(ctx context.Context, want Disk) (*Failure, error) {
+// createDisk creates a disk for the instance under a write-ahead intent and records it,
+// inactive: the caller activates it when the instance is to use it.
+func (in *inst) createDisk(ctx context.Context, want Disk) (string, *Failure, error) {
 	e := in.e()
 	intent, err := e.recordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentCreateDisk,
 		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID()})
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	cid, err := e.cfg.CPI.CreateDisk(ctx, want.SizeMiB, want.CloudProperties, cpi.VMCID(in.cur.VMCID))
 	if err != nil {
 		if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, "", err); cerr != nil {
-			return nil, cerr
+			return "", nil, cerr
 		}
-		return failure(ctx, "create_disk", err)
+		f, err := failure(ctx, "create_disk", err)
+		return "", f, err
 	}
-	d := state.Disk{CID: string(cid), Deployment: in.cur.Deployment, InstanceID: in.cur.ID, SizeMB: want.SizeMiB, CPI: e.cfg.CPIName, Active: true}
-	if err := e.cfg.Store.PutDisk(ctx, d); err != nil {
-		return nil, err
+	d := state.Disk{CID: string(cid), Deployment: in.cur.Deployment, InstanceID: in.cur.ID, SizeMB: want.SizeMiB, CPI: e.cfg.CPIName}
+	if err := e.cfg.Store.PutDisk(context.WithoutCancel(ctx), d); err != nil {
+		return "", nil, err
 	}
 	in.r.mu.Lock()
 	in.r.disks[d.CID] = d
 	in.r.mu.Unlock()
-	in.cur.DiskCID = string(cid)
-	if err := in.save(ctx); err != nil {
-		return nil, err
-	}
-	if err := e.cfg.Store.CompleteIntent(ctx, intent.ID, string(cid), nil); err != nil {
-		return nil, err
+	if err := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, string(cid), nil); err != nil {
+		return "", nil, err
 	}
 	md := in.metadata(intent.RequestID)
 	delete(md, "index")
 	if err := cpi.SetDiskMetadata(ctx, e.cfg.CPI, cid, md); err != nil && !errors.Is(err, cpi.ErrNotImplemented) {
 		e.cfg.Log.Warn("disk metadata not set", "disk_cid", cid, "err", err)
 	}
-	return nil, nil
+	return string(cid), nil, nil
 }
 
-// attachDisk attaches the instance's disk to its VM, tells the agent and mounts it.
-func (in *inst) attachDisk(ctx context.Context) (*Failure, error) {
+// attachDisk attaches one of the instance's disks to its VM, tells the agent and mounts
+// it (at the store, or as the migration target while another disk is there).
+func (in *inst) attachDisk(ctx context.Context, cid string) (*Failure, error) {
 	e := in.e()
 	intent, err := e.recordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentAttachDisk,
-		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID(), CloudCID: in.cur.DiskCID})
+		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID(), CloudCID: cid})
 	if err != nil {
 		return nil, err
 	}
-	hint, err := e.cfg.CPI.AttachDisk(ctx, cpi.VMCID(in.cur.VMCID), cpi.DiskCID(in.cur.DiskCID))
-	if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, in.cur.DiskCID, err); cerr != nil {
+	hint, err := e.cfg.CPI.AttachDisk(ctx, cpi.VMCID(in.cur.VMCID), cpi.DiskCID(cid))
+	if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, cid, err); cerr != nil {
 		return nil, cerr
 	}
 	if err != nil {
 		return failure(ctx, "attach_disk", err)
 	}
-	if _, err := e.cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodAddPersistentDisk, in.cur.DiskCID, hint); err != nil && !protocol.IsUnknownMethod(err) {
+	if _, err := e.cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodAddPersistentDisk, cid, hint); err != nil && !protocol.IsUnknownMethod(err) {
 		return failure(ctx, "add_persistent_disk", err)
 	}
-	if err := e.cfg.Agents.MountDisk(ctx, in.cur.AgentID, in.cur.DiskCID); err != nil {
+	if err := e.cfg.Agents.MountDisk(ctx, in.cur.AgentID, cid); err != nil {
 		return failure(ctx, "mount_disk", err)
 	}
 	return nil, nil
 }
 
-// detachDisk unmounts and detaches the instance's disk. bestEffort skips the agent when
-// it does not answer (a VM about to be replaced).
-func (in *inst) detachDisk(ctx context.Context, bestEffort bool) (*Failure, error) {
-	if in.cur.DiskCID == "" || in.cur.VMCID == "" {
+// detachDisk unmounts and detaches one of the instance's disks. bestEffort skips the
+// agent when it does not answer (a VM about to be replaced).
+func (in *inst) detachDisk(ctx context.Context, cid string, bestEffort bool) (*Failure, error) {
+	if cid == "" || in.cur.VMCID == "" {
 		return nil, nil
 	}
 	e := in.e()
 	if !bestEffort || in.responsive(ctx) {
-		if err := e.cfg.Agents.UnmountDisk(ctx, in.cur.AgentID, in.cur.DiskCID); err != nil && !bestEffort {
+		if err := e.cfg.Agents.UnmountDisk(ctx, in.cur.AgentID, cid); err != nil && !bestEffort {
 			return failure(ctx, "unmount_disk", err)
 		}
 	}
 	intent, err := e.recordIntent(ctx, state.Intent{TaskID: in.r.task, Kind: state.IntentDetachDisk,
-		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID(), CloudCID: in.cur.DiskCID})
+		Deployment: in.cur.Deployment, InstanceID: in.cur.ID, RequestID: e.cfg.NewID(), CloudCID: cid})
 	if err != nil {
 		return nil, err
 	}
-	err = e.cfg.CPI.DetachDisk(ctx, cpi.VMCID(in.cur.VMCID), cpi.DiskCID(in.cur.DiskCID))
-	if errors.Is(err, cpi.ErrDiskNotAttached) || errors.Is(err, cpi.ErrVMNotFound) {
+	err = e.cfg.CPI.DetachDisk(ctx, cpi.VMCID(in.cur.VMCID), cpi.DiskCID(cid))
+	if errors.Is(err, cpi.ErrDiskNotAttached) || errors.Is(err, cpi.ErrVMNotFound) || errors.Is(err, cpi.ErrDiskNotFound) {
 		err = nil
 	}
-	if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, in.cur.DiskCID, err); cerr != nil {
+	if cerr := e.cfg.Store.CompleteIntent(context.WithoutCancel(ctx), intent.ID, cid, err); cerr != nil {
 		return nil, cerr
 	}
 	if err != nil {
 		return failure(ctx, "detach_disk", err)
 	}
 	if !bestEffort || in.responsive(ctx) {
-		if _, err := e.cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodRemovePersistentDisk, in.cur.DiskCID); err != nil && !protocol.IsUnknownMethod(err) {
+		if _, err := e.cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodRemovePersistentDisk, cid); err != nil && !protocol.IsUnknownMethod(err) {
 			e.cfg.Log.Warn("agent not told of the detached disk", "instance", instanceName(in.cur), "err", err)
 		}
 	}
@@ -735,7 +870,7 @@ func (e *Executor) deleteDisk(ctx context.Context, task int64, deployment, insta
 	if err != nil {
 		return failure(ctx, "delete_disk", err)
 	}
-	return nil, e.cfg.Store.DeleteDisk(ctx, cid)
+	return nil, e.cfg.Store.DeleteDisk(context.WithoutCancel(ctx), cid)
 }
 
 // applyStart applies spec and, when start is set, runs pre-start, starts the jobs, waits

@@ -1,0 +1,128 @@
+package converge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/bosun-gitops/bosun/cpi"
+)
+
+// noResize is a CPI without resize_disk.
+type noResize struct{ cpi.CPI }
+
+func (c noResize) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) { return cpi.ListVMs(ctx, c.CPI) }
+func (c noResize) GetDisks(ctx context.Context, vm cpi.VMCID) ([]cpi.DiskCID, error) {
+	return cpi.GetDisks(ctx, c.CPI, vm)
+}
+
+// checkDisks checks that every instance has one active, attached disk that holds its
+// data and that its agent mounts.
+func checkDisks(t *testing.T, ctx context.Context, h *harness, agents *fakeAgents, sizeMiB int) {
+	t.Helper()
+	rows, err := h.store.Disks(ctx, h.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := h.instances(ctx)
+	if len(rows) != len(is) {
+		t.Errorf("disk rows %+v for %d instances", rows, len(is))
+	}
+	for _, d := range rows {
+		if !d.Active || d.SizeMB != sizeMiB {
+			t.Errorf("disk row %+v, want active and %d MiB", d, sizeMiB)
+		}
+	}
+	for _, i := range is {
+		agents.mu.Lock()
+		data, mounted, target := agents.data[i.DiskCID], agents.mounted[i.AgentID], agents.target[i.AgentID]
+		agents.mu.Unlock()
+		if data != "data of "+i.ID || mounted != i.DiskCID || target != "" {
+			t.Errorf("%s: disk %s holds %q; agent mounts %q, target %q", i.ID, i.DiskCID, data, mounted, target)
+		}
+		on, err := cpi.GetDisks(ctx, h.cpi, cpi.VMCID(i.VMCID))
+		if err != nil || len(on) != 1 || string(on[0]) != i.DiskCID {
+			t.Errorf("%s: VM %s holds disks %v (%v), want %s", i.ID, i.VMCID, on, err, i.DiskCID)
+		}
+	}
+}
+
+func seedData(h *harness, ctx context.Context, agents *fakeAgents) {
+	for _, i := range h.instances(ctx) {
+		agents.mu.Lock()
+		agents.data[i.DiskCID] = "data of " + i.ID
+		agents.mu.Unlock()
+	}
+}
+
+func TestGrowWithoutResizeMigrates(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
+	h, fake, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI { return noResize{c} })
+	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
+	seedData(h, ctx, agents)
+	before := fake.Disks()
+	res := h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 20})
+	if res.Failure != nil {
+		t.Fatalf("grow: %+v", res.Failure)
+	}
+	for _, d := range fake.Disks() {
+		for _, b := range before {
+			if d.CID == b.CID {
+				t.Errorf("disk %s kept: a CPI without resize_disk gets a new disk", d.CID)
+			}
+		}
+	}
+	checkDisks(t, ctx, h, agents, 20)
+	h.checkNoOrphans(ctx)
+}
+
+func TestDiskMigrationCrash(t *testing.T) {
+	t.Parallel()
+	for _, point := range []string{"create_disk", "migrate_disk", "detach_disk", "delete_disk"} {
+		t.Run(point, func(t *testing.T) {
+			ctx := ctxFor(t, 5*time.Minute)
+			var crash *crashAfter
+			h, fake, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
+				crash = &crashAfter{CPI: c, method: point, n: 1}
+				return crash
+			})
+			h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 20})
+			seedData(h, ctx, agents)
+			runCtx, cancel := context.WithCancel(ctx)
+			crash.mu.Lock()
+			crash.cancel, crash.calls = cancel, 0
+			crash.mu.Unlock()
+			if point == "migrate_disk" {
+				agents.mu.Lock()
+				agents.afterMigrate = func() { cancel(); agents.afterMigrate = nil }
+				agents.mu.Unlock()
+			}
+			s := spec{instances: 2, greeting: "hi", diskMiB: 5}
+			if _, err := h.exec.Run(runCtx, h.task(ctx, s), h.emit); !errors.Is(err, context.Canceled) {
+				t.Fatalf("crashed run = %v, want context.Canceled", err)
+			}
+			crash.mu.Lock()
+			crash.cancel = nil
+			crash.mu.Unlock()
+			if err := h.exec.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if res := h.deploy(ctx, s); res.Failure != nil {
+					t.Fatalf("rerun failure: %+v", res.Failure)
+				}
+			}
+			if tk := h.task(ctx, s); !tk.Plan.Empty() {
+				t.Errorf("plan after the rerun is not empty:\n%v", tk.Plan)
+			}
+			checkDisks(t, ctx, h, agents, 5)
+			h.checkNoOrphans(ctx)
+			if n := len(fake.Disks()); n != 2 {
+				t.Errorf("cloud holds %d disks, want 2: %s", n, fmt.Sprint(fake.Disks()))
+			}
+		})
+	}
+}
