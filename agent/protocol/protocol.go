@@ -48,6 +48,7 @@ const (
 	MethodFetchLogsWithSignedURL      = "fetch_logs_with_signed_url"
 	MethodMountDisk                   = "mount_disk"
 	MethodUnmountDisk                 = "unmount_disk"
+	MethodMigrateDisk                 = "migrate_disk"
 	MethodListDisk                    = "list_disk"
 	MethodAddPersistentDisk           = "add_persistent_disk"
 	MethodRemovePersistentDisk        = "remove_persistent_disk"
