@@ -52,8 +52,11 @@ type Agent struct {
 	installMu  sync.Mutex
 	compileMu  sync.Mutex
 	settingsMu sync.Mutex
-	specMu     sync.Mutex
-	spec       protocol.ApplySpec
+	// disksMu serialises mount_disk, unmount_disk and migrate_disk, which read and
+	// write the disk records in bosh/.
+	disksMu sync.Mutex
+	specMu  sync.Mutex
+	spec    protocol.ApplySpec
 }
 
 // New prepares an agent; Run connects it.
@@ -236,6 +239,7 @@ func (a *Agent) dispatch(ctx context.Context, method string, args []json.RawMess
 		protocol.MethodFetchLogsWithSignedURL:      a.fetchLogsWithSignedURL,
 		protocol.MethodMountDisk:                   a.mountDisk,
 		protocol.MethodUnmountDisk:                 a.unmountDisk,
+		protocol.MethodMigrateDisk:                 a.migrateDisk,
 		protocol.MethodListDisk:                    a.listDisk,
 		protocol.MethodAddPersistentDisk:           a.addPersistentDisk,
 		protocol.MethodRemovePersistentDisk:        a.removePersistentDisk,

@@ -307,6 +307,13 @@ func (c *Client) UnmountDisk(ctx context.Context, agentID, diskCID string) error
 	return err
 }
 
+// MigrateDisk copies the disk at store onto the one mount_disk mounted as the
+// migration target, and makes that the disk at store.
+func (c *Client) MigrateDisk(ctx context.Context, agentID string) error {
+	_, err := c.Run(ctx, agentID, MethodMigrateDisk)
+	return err
+}
+
 func (c *Client) ListDisk(ctx context.Context, agentID string) ([]string, error) {
 	return Into[[]string](c.Run(ctx, agentID, MethodListDisk))
 }
