@@ -870,3 +870,21 @@ func TestLoopOnAcceptedHearsBosunYML(t *testing.T) {
 		t.Errorf("after a restart heard %v; want %v", heard, want)
 	}
 }
+
+// A director starting on a new mirror (a fresh data dir, another director) after commits
+// came since the last accepted revision judges the head by that revision's policies, not
+// by the head's own: the source deepens its shallow mirror to reach it.
+func TestRestartOnNewMirrorJudgesByLastAcceptedPolicies(t *testing.T) {
+	h := newHarness(t)
+	files := templateFiles(t)
+	h.repo.commit("first", files)
+	h.reconcile(state.RevisionAccepted)
+
+	h.repo.commit("touch", map[string]string{"README.md": "again\n"})
+	h.repo.commit("touch more", map[string]string{"README.md": "and again\n"})
+	h.repo.commit("drop other and the rule", map[string]string{"deployments/other/": "", "policies/deletion.rego": "", "policies/deletion_test.rego": ""})
+	h.r = h.newReconciler()
+	if j := h.reconcile(state.RevisionRejected); !strings.Contains(strings.Join(j.Problems, " "), "Bosun-Allow-Delete: other") {
+		t.Fatalf("problems = %q", j.Problems)
+	}
+}

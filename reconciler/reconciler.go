@@ -87,6 +87,7 @@ type StatusWriter interface {
 type Source interface {
 	Check(ctx context.Context) (source.Revision, bool, error)
 	Revision(sha string) (source.Revision, error)
+	FetchRevision(ctx context.Context, sha string) (source.Revision, error)
 }
 
 // Watcher calls handle for every new head; *source.Watcher. Optional: without one the
@@ -355,16 +356,15 @@ func (r *Reconciler) init(ctx context.Context) error {
 		return fmt.Errorf("reconciler start: %w", err)
 	}
 	r.inited = true
-	rev, err := r.cfg.Source.Revision(last.SHA)
-	if err != nil {
-		// A new mirror (a fresh data dir, another director) holds nothing yet: fetch the
-		// head, which is the last accepted revision unless commits came since.
-		if _, _, cerr := r.cfg.Source.Check(ctx); cerr == nil {
-			rev, err = r.cfg.Source.Revision(last.SHA)
-		}
+	// A new mirror (a fresh data dir, another director) holds at most the head, and commits
+	// may have come since the last accepted revision: the source deepens its mirror to it.
+	rev, err := r.cfg.Source.FetchRevision(ctx, last.SHA)
+	if errors.Is(err, source.ErrNotInHistory) {
+		r.log.Warn("the last accepted revision is no longer in the branch's history; the next commit is judged by its own policies", "sha", last.SHA, "err", err)
+		return nil
 	}
 	if err != nil {
-		r.log.Warn("the last accepted revision is not in the mirror; the next commit is judged by its own policies", "sha", last.SHA, "err", err)
+		r.log.Warn("the last accepted revision cannot be fetched; the next commit is judged by its own policies", "sha", last.SHA, "err", err)
 		return nil
 	}
 	if r.cfg.Gate.Engine() == nil && r.cfg.PolicySource == nil {

@@ -151,7 +151,7 @@ func (s *Source) Check(ctx context.Context) (Revision, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.repo.Storer.EncodedObject(plumbing.CommitObject, head); err != nil {
-		if head, err = s.fetch(ctx, head); err != nil {
+		if head, err = s.fetch(ctx, 1); err != nil {
 			return Revision{}, false, err
 		}
 	} else if err := s.repo.Storer.SetReference(plumbing.NewHashReference(s.branch, head)); err != nil {
@@ -184,12 +184,12 @@ func (s *Source) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 	return plumbing.ZeroHash, fmt.Errorf("list refs of %s: branch %s does not exist", s.remote, s.branch.Short())
 }
 
-// fetch brings want (or whatever the branch moved on to meanwhile) into the mirror, depth 1.
-// Shallow fetches into a shallow mirror are go-git's weak spot (force pushes, missing
-// parents), so a failed fetch wipes the mirror and retries once from scratch, as Flux's
-// throw-away clones would.
-func (s *Source) fetch(ctx context.Context, want plumbing.Hash) (plumbing.Hash, error) {
-	head, err := s.fetchOnce(ctx)
+// fetch brings the branch's head into the mirror with depth commits of its history (the
+// head it found may be newer than the one Check listed). Shallow fetches into a shallow
+// mirror are go-git's weak spot (force pushes, missing parents), so a failed fetch wipes
+// the mirror and retries once from scratch, as Flux's throw-away clones would.
+func (s *Source) fetch(ctx context.Context, depth int) (plumbing.Hash, error) {
+	head, err := s.fetchOnce(ctx, depth)
 	if err != nil && ctx.Err() == nil && !unreachable(err) {
 		s.log.Warn("fetch into the mirror failed; starting the mirror afresh", "err", err)
 		s.storage.Close()
@@ -199,19 +199,19 @@ func (s *Source) fetch(ctx context.Context, want plumbing.Hash) (plumbing.Hash, 
 		if oerr := s.openCache(); oerr != nil {
 			return plumbing.ZeroHash, oerr
 		}
-		head, err = s.fetchOnce(ctx)
+		head, err = s.fetchOnce(ctx, depth)
 	}
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("fetch %s of %s: %w%s", s.branch.Short(), s.remote, err, explain(err, s.ep.auth != nil))
 	}
-	s.log.Debug("fetched", "want", want.String(), "head", head.String())
+	s.log.Debug("fetched", "depth", depth, "head", head.String())
 	return head, nil
 }
 
-func (s *Source) fetchOnce(ctx context.Context) (plumbing.Hash, error) {
+func (s *Source) fetchOnce(ctx context.Context, depth int) (plumbing.Hash, error) {
 	s.fetches.Add(1)
 	err := s.repo.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin",
-		RefSpecs: []config.RefSpec{s.refSpec()}, Depth: 1, Tags: git.NoTags, Force: true, Auth: s.ep.auth})
+		RefSpecs: []config.RefSpec{s.refSpec()}, Depth: depth, Tags: git.NoTags, Force: true, Auth: s.ep.auth})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return plumbing.ZeroHash, s.remote.Redact(err)
 	}
@@ -244,11 +244,11 @@ func (s *Source) Head() (Revision, error) {
 }
 
 // Revision reads a commit already in the mirror. With a shallow mirror that is the heads
-// seen so far, not their ancestors.
+// seen so far, not their ancestors; FetchRevision fetches those.
 func (s *Source) Revision(sha string) (Revision, error) {
-	h := plumbing.NewHash(sha)
-	if len(sha) != 40 || h.String() != sha {
-		return Revision{}, fmt.Errorf("revision %q is not a full 40-hex commit sha", sha)
+	h, err := parseSHA(sha)
+	if err != nil {
+		return Revision{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
