@@ -288,6 +288,38 @@ func TestLocalCPI(t *testing.T) {
 		h.checkNoOrphans(ctx)
 		s.strategy = ""
 
+		// Shrink the disk, twice: each time the agent copies the store onto a new disk,
+		// the old one goes, the jobs come back on the same VMs. (The second time the
+		// local CPI places the new disk at the store itself.)
+		vms := h.vmCIDs(ctx)
+		for _, size := range []int{5, 3} {
+			old := h.instances(ctx)
+			s.diskMiB = size
+			res = h.deploy(ctx, s)
+			if res.Failure != nil || res.Updated != 2 {
+				t.Fatalf("migrate disk to %d MiB: %+v %+v", size, res, res.Failure)
+			}
+			for i, in := range h.instances(ctx) {
+				if in.DiskCID == old[i].DiskCID {
+					t.Errorf("%s kept disk %s", in.ID, in.DiskCID)
+				}
+				got, err := os.ReadFile(filepath.Join(dir, "vms", in.VMCID, "var/vcap/store/data.txt"))
+				if string(got) != "kept "+in.ID {
+					t.Errorf("data on %s's disk after migrating: %q, %v", in.ID, got, err)
+				}
+				answers(t, ctx, in.IPs[0], port, "Hola from web/"+in.ID)
+			}
+			if !equalMaps(vms, h.vmCIDs(ctx)) {
+				t.Errorf("migrating the disk recreated VMs")
+			}
+			// Attached disks live in their VMs; the local CPI keeps a record of each.
+			if records, _ := filepath.Glob(filepath.Join(dir, "disks", "*.json")); len(records) != 2 {
+				t.Errorf("disk records in the local CPI: %v", records)
+			}
+			h.checkNoOrphans(ctx)
+		}
+		s.diskMiB = 10
+
 		// Scale 2 → 3 → 1.
 		res = h.deploy(ctx, spec{instances: 3, greeting: "Hola", diskMiB: 10, port: port})
 		if res.Failure != nil || res.Created != 1 || len(res.Instances) != 3 {
