@@ -29,9 +29,10 @@ func (r *Reconciler) Handlers() map[string]Handler {
 	}
 }
 
-// renderedAt renders revision sha (from cache or the mirror).
+// renderedAt renders revision sha (from cache, or the mirror, deepened if need be: a task
+// taken over by a director with a new mirror names a revision that mirror may lack).
 func (r *Reconciler) renderedAt(ctx context.Context, sha string) (*Rendered, error) {
-	rev, err := r.cfg.Source.Revision(sha)
+	rev, err := r.cfg.Source.FetchRevision(ctx, sha)
 	if err != nil {
 		return nil, fmt.Errorf("revision %s: %w", short(sha), err)
 	}

@@ -86,7 +86,6 @@ type StatusWriter interface {
 // Source is the tracked branch; *source.Source.
 type Source interface {
 	Check(ctx context.Context) (source.Revision, bool, error)
-	Revision(sha string) (source.Revision, error)
 	FetchRevision(ctx context.Context, sha string) (source.Revision, error)
 }
 
