@@ -287,6 +287,14 @@ func (c *crashAfter) CreateDisk(ctx context.Context, size int, props json.RawMes
 	return cid, err
 }
 
+func (c *crashAfter) AttachDisk(ctx context.Context, vm cpi.VMCID, disk cpi.DiskCID) (cpi.DiskHint, error) {
+	hint, err := c.CPI.AttachDisk(context.WithoutCancel(ctx), vm, disk)
+	if c.method == "attach_disk" {
+		c.hit()
+	}
+	return hint, err
+}
+
 func (c *crashAfter) DetachDisk(ctx context.Context, vm cpi.VMCID, disk cpi.DiskCID) error {
 	err := c.CPI.DetachDisk(context.WithoutCancel(ctx), vm, disk)
 	if c.method == "detach_disk" {

@@ -174,6 +174,9 @@ func (a *fakeAgents) CompilePackageWithSignedURL(ctx context.Context, id string,
 }
 
 func (a *fakeAgents) MountDisk(ctx context.Context, id, disk string) error {
+	if err := ctx.Err(); err != nil { // as a real client: nothing is sent
+		return err
+	}
 	if err := a.enter("mount_disk", id); err != nil {
 		return err
 	}
@@ -191,6 +194,9 @@ func (a *fakeAgents) MountDisk(ctx context.Context, id, disk string) error {
 }
 
 func (a *fakeAgents) UnmountDisk(ctx context.Context, id, disk string) error {
+	if err := ctx.Err(); err != nil { // as a real client: nothing is sent
+		return err
+	}
 	if err := a.enter("unmount_disk", id); err != nil {
 		return err
 	}
@@ -206,6 +212,9 @@ func (a *fakeAgents) UnmountDisk(ctx context.Context, id, disk string) error {
 }
 
 func (a *fakeAgents) Run(ctx context.Context, id, method string, args ...any) (json.RawMessage, error) {
+	if err := ctx.Err(); err != nil { // as a real client: nothing is sent
+		return nil, err
+	}
 	if err := a.enter(method, id); err != nil {
 		return nil, err
 	}

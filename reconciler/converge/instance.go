@@ -614,7 +614,26 @@ func (in *inst) disk(ctx context.Context, ip plan.InstancePlan, want Disk, newVM
 	if newVM || !in.attached(ctx) {
 		return in.attachDisk(ctx, in.cur.DiskCID)
 	}
+	if !in.mounted(ctx) {
+		// Attached but never mounted: a director stopped between attach_disk and
+		// mount_disk. Attaching again tells the agent the disk's hint as well.
+		if f, err := in.detachDisk(ctx, in.cur.DiskCID, true); f != nil || err != nil {
+			return f, err
+		}
+		return in.attachDisk(ctx, in.cur.DiskCID)
+	}
 	return nil, nil
+}
+
+// mounted reports whether the agent has the instance's disk mounted; an agent that
+// cannot say is taken to have it (the jobs' start will tell).
+func (in *inst) mounted(ctx context.Context) bool {
+	raw, err := in.e().cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodListDisk)
+	var cids []string
+	if err != nil || json.Unmarshal(raw, &cids) != nil {
+		return true
+	}
+	return slices.Contains(cids, in.cur.DiskCID)
 }
 
 // migrateDisk moves the instance's data to a new disk as BOSH does: the new disk is

@@ -126,3 +126,34 @@ func TestDiskMigrationCrash(t *testing.T) {
 		})
 	}
 }
+
+func TestCrashBetweenAttachAndMount(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
+	var crash *crashAfter
+	h, _, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
+		crash = &crashAfter{CPI: c, method: "attach_disk", n: 1}
+		return crash
+	})
+	h.deploy(ctx, spec{instances: 2, greeting: "hi"})
+	runCtx, cancel := context.WithCancel(ctx)
+	crash.mu.Lock()
+	crash.cancel, crash.calls = cancel, 0
+	crash.mu.Unlock()
+	s := spec{instances: 2, greeting: "hi", diskMiB: 10}
+	if _, err := h.exec.Run(runCtx, h.task(ctx, s), h.emit); !errors.Is(err, context.Canceled) {
+		t.Fatalf("crashed run = %v, want context.Canceled", err)
+	}
+	crash.mu.Lock()
+	crash.cancel = nil
+	crash.mu.Unlock()
+	if err := h.exec.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res := h.deploy(ctx, s); res.Failure != nil {
+		t.Fatalf("rerun failure: %+v", res.Failure)
+	}
+	seedData(h, ctx, agents)
+	checkDisks(t, ctx, h, agents, 10)
+	h.checkNoOrphans(ctx)
+}
