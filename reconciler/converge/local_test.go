@@ -395,7 +395,7 @@ func TestLocalCPI(t *testing.T) {
 func testCrashAndRecover(t *testing.T, ctx context.Context, env *localEnv) {
 	var crash *crashAfter
 	h, lc, _ := env.harness(t, "crashy", false, func(c cpi.CPI) cpi.CPI {
-		crash = &crashAfter{CPI: c, method: "create_vm", n: 3}
+		crash = &crashAfter{forward: forward{c}, method: "create_vm", n: 3}
 		return crash
 	})
 	port := randomPort()

@@ -2,21 +2,12 @@ package converge_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/bosun-gitops/bosun/cpi"
 )
-
-// noResize is a CPI without resize_disk.
-type noResize struct{ cpi.CPI }
-
-func (c noResize) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) { return cpi.ListVMs(ctx, c.CPI) }
-func (c noResize) GetDisks(ctx context.Context, vm cpi.VMCID) ([]cpi.DiskCID, error) {
-	return cpi.GetDisks(ctx, c.CPI, vm)
-}
 
 // checkDisks checks that every instance has one active, attached disk that holds its
 // data and that its agent mounts.
@@ -60,7 +51,7 @@ func seedData(h *harness, ctx context.Context, agents *fakeAgents) {
 func TestGrowWithoutResizeMigrates(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t, 5*time.Minute)
-	h, fake, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI { return noResize{c} })
+	h, fake, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI { return forward{c} }) // forward has no resize_disk
 	h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 10})
 	seedData(h, ctx, agents)
 	before := fake.Disks()
@@ -86,30 +77,19 @@ func TestDiskMigrationCrash(t *testing.T) {
 			ctx := ctxFor(t, 5*time.Minute)
 			var crash *crashAfter
 			h, fake, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
-				crash = &crashAfter{CPI: c, method: point, n: 1}
+				crash = &crashAfter{forward: forward{c}, method: point, n: 1}
 				return crash
 			})
 			h.deploy(ctx, spec{instances: 2, greeting: "hi", diskMiB: 20})
 			seedData(h, ctx, agents)
-			runCtx, cancel := context.WithCancel(ctx)
-			crash.mu.Lock()
-			crash.cancel, crash.calls = cancel, 0
-			crash.mu.Unlock()
-			if point == "migrate_disk" {
-				agents.mu.Lock()
-				agents.afterMigrate = func() { cancel(); agents.afterMigrate = nil }
-				agents.mu.Unlock()
-			}
 			s := spec{instances: 2, greeting: "hi", diskMiB: 5}
-			if _, err := h.exec.Run(runCtx, h.task(ctx, s), h.emit); !errors.Is(err, context.Canceled) {
-				t.Fatalf("crashed run = %v, want context.Canceled", err)
-			}
-			crash.mu.Lock()
-			crash.cancel = nil
-			crash.mu.Unlock()
-			if err := h.exec.Recover(ctx); err != nil {
-				t.Fatal(err)
-			}
+			crashRun(t, ctx, h, crash, h.task(ctx, s), func(cancel context.CancelFunc) {
+				if point == "migrate_disk" {
+					agents.mu.Lock()
+					agents.afterMigrate = func() { cancel(); agents.afterMigrate = nil }
+					agents.mu.Unlock()
+				}
+			})
 			for range 2 {
 				if res := h.deploy(ctx, s); res.Failure != nil {
 					t.Fatalf("rerun failure: %+v", res.Failure)
@@ -132,24 +112,12 @@ func TestCrashBetweenAttachAndMount(t *testing.T) {
 	ctx := ctxFor(t, 5*time.Minute)
 	var crash *crashAfter
 	h, _, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
-		crash = &crashAfter{CPI: c, method: "attach_disk", n: 1}
+		crash = &crashAfter{forward: forward{c}, method: "attach_disk", n: 1}
 		return crash
 	})
 	h.deploy(ctx, spec{instances: 2, greeting: "hi"})
-	runCtx, cancel := context.WithCancel(ctx)
-	crash.mu.Lock()
-	crash.cancel, crash.calls = cancel, 0
-	crash.mu.Unlock()
 	s := spec{instances: 2, greeting: "hi", diskMiB: 10}
-	if _, err := h.exec.Run(runCtx, h.task(ctx, s), h.emit); !errors.Is(err, context.Canceled) {
-		t.Fatalf("crashed run = %v, want context.Canceled", err)
-	}
-	crash.mu.Lock()
-	crash.cancel = nil
-	crash.mu.Unlock()
-	if err := h.exec.Recover(ctx); err != nil {
-		t.Fatal(err)
-	}
+	crashRun(t, ctx, h, crash, h.task(ctx, s), nil)
 	if res := h.deploy(ctx, s); res.Failure != nil {
 		t.Fatalf("rerun failure: %+v", res.Failure)
 	}

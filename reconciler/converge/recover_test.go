@@ -97,7 +97,7 @@ func TestRecoverLeavesLiveTasks(t *testing.T) {
 	ctx := ctxFor(t, 5*time.Minute)
 	var crash *crashAfter
 	h, fake, _ := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
-		crash = &crashAfter{CPI: c, method: "create_vm", n: 3}
+		crash = &crashAfter{forward: forward{c}, method: "create_vm", n: 3}
 		return crash
 	})
 	task, err := h.store.Enqueue(ctx, state.Task{Type: state.TaskDeploy, Deployment: h.name})
@@ -144,7 +144,7 @@ func TestRecoverSettlesEndedTasks(t *testing.T) {
 	ctx := ctxFor(t, 5*time.Minute)
 	var crash *crashAfter
 	h, fake, _ := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
-		crash = &crashAfter{CPI: c, method: "create_vm", n: 3}
+		crash = &crashAfter{forward: forward{c}, method: "create_vm", n: 3}
 		return crash
 	})
 	if _, err := h.store.Enqueue(ctx, state.Task{Type: state.TaskDeploy, Deployment: h.name}); err != nil {

@@ -2,7 +2,6 @@ package converge_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -16,7 +15,7 @@ import (
 
 // callOrder records create_vm and delete_vm in the order the cloud saw them.
 type callOrder struct {
-	cpi.CPI
+	forward
 	mu    sync.Mutex
 	calls []string
 }
@@ -52,7 +51,7 @@ func TestCreateSwapDelete(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t, 5*time.Minute)
 	var order *callOrder
-	h, fake, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI { order = &callOrder{CPI: c}; return order })
+	h, fake, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI { order = &callOrder{forward: forward{c}}; return order })
 	s := spec{instances: 2, greeting: "hi", diskMiB: 10, strategy: plan.CreateSwapDelete}
 	h.deploy(ctx, s)
 	before := h.instances(ctx)
@@ -157,25 +156,13 @@ func TestCreateSwapDeleteCrash(t *testing.T) {
 			ctx := ctxFor(t, 5*time.Minute)
 			var crash *crashAfter
 			h, fake, _ := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
-				crash = &crashAfter{CPI: c, method: tc.method, n: tc.n}
+				crash = &crashAfter{forward: forward{c}, method: tc.method, n: tc.n}
 				return crash
 			})
 			s := spec{instances: 2, greeting: "hi", diskMiB: 10, strategy: plan.CreateSwapDelete}
 			h.deploy(ctx, s)
 			h.recreate = true
-			runCtx, cancel := context.WithCancel(ctx)
-			crash.mu.Lock()
-			crash.cancel, crash.calls = cancel, 0
-			crash.mu.Unlock()
-			if _, err := h.exec.Run(runCtx, h.task(ctx, s), h.emit); !errors.Is(err, context.Canceled) {
-				t.Fatalf("crashed run = %v, want context.Canceled", err)
-			}
-			crash.mu.Lock()
-			crash.cancel = nil
-			crash.mu.Unlock()
-			if err := h.exec.Recover(ctx); err != nil {
-				t.Fatal(err)
-			}
+			crashRun(t, ctx, h, crash, h.task(ctx, s), nil)
 			h.recreate = false
 			var res converge.Result
 			for range 2 { // what the crash left half-done is planned again, then nothing
