@@ -77,6 +77,13 @@ func (r *Reconciler) converge(ctx context.Context, task state.Task, rd *Rendered
 	res, err := r.cfg.Converger.Run(ctx, ct, emit)
 	o.FinishedAt = r.cfg.Now()
 	o.Instances, o.Changes = outcomeInstances(res), changesOf(res)
+	if res.Failure != nil || err != nil {
+		// What the failed rollout did finish is recorded all the same: the next plan
+		// must not redo it, nor miss an address an instance moved to.
+		if rerr := r.recordApplied(context.WithoutCancel(ctx), task.Deployment, p, true); rerr != nil {
+			r.log.Warn("recording the instances a failed rollout converged", "deployment", task.Deployment, "err", rerr)
+		}
+	}
 	switch {
 	case res.Failure != nil:
 		o.Result = status.Failed
@@ -90,13 +97,47 @@ func (r *Reconciler) converge(ctx context.Context, task state.Task, rd *Rendered
 		o.Error = &status.Failure{Message: err.Error()}
 		return o, err
 	}
-	// Success: remember what each converged instance runs, forget deleted ones.
+	return o, r.recordApplied(ctx, task.Deployment, p, false)
+}
+
+// recordApplied remembers what each converged instance of plan p runs and forgets the
+// deleted ones. After a failed rollout (partial) only the instances converge recorded
+// as converged to p, and the deletions it made, count.
+func (r *Reconciler) recordApplied(ctx context.Context, deployment string, p plan.Plan, partial bool) error {
+	var done map[string]plan.Fingerprint
+	var exists map[string]bool
+	if partial {
+		applied, err := r.cfg.Store.AppliedByInstance(ctx, deployment)
+		if err != nil {
+			return err
+		}
+		done = map[string]plan.Fingerprint{}
+		for id, a := range applied {
+			var fp plan.Fingerprint
+			if json.Unmarshal(a.Fingerprint, &fp) == nil {
+				done[id] = fp
+			}
+		}
+		insts, err := r.cfg.Store.Instances(ctx, deployment)
+		if err != nil {
+			return err
+		}
+		exists = map[string]bool{}
+		for _, in := range insts {
+			exists[in.ID] = true
+		}
+	}
 	var put []state.AppliedInstance
 	var forget []string
 	for _, g := range p.Groups {
 		for _, in := range g.Instances {
 			if in.Action == plan.Delete {
-				forget = append(forget, in.ID)
+				if !partial || !exists[in.ID] {
+					forget = append(forget, in.ID)
+				}
+				continue
+			}
+			if fp, ok := done[in.ID]; partial && (!ok || fp != in.Applied) {
 				continue
 			}
 			ips := map[string]string{}
@@ -106,13 +147,13 @@ func (r *Reconciler) converge(ctx context.Context, task state.Task, rd *Rendered
 				}
 			}
 			data, _ := json.Marshal(appliedData{Fingerprint: in.Applied, IPs: ips})
-			put = append(put, state.AppliedInstance{InstanceID: in.ID, Deployment: task.Deployment, Data: data})
+			put = append(put, state.AppliedInstance{InstanceID: in.ID, Deployment: deployment, Data: data})
 		}
 	}
-	if err := r.cfg.Store.PutAppliedInstances(ctx, put, forget); err != nil {
-		return o, err
+	if len(put) == 0 && len(forget) == 0 {
+		return nil
 	}
-	return o, nil
+	return r.cfg.Store.PutAppliedInstances(ctx, put, forget)
 }
 
 func (r *Reconciler) finish(ctx context.Context, o status.Outcome, err error) (string, error) {

@@ -36,6 +36,8 @@ type Store interface {
 	PutAppliedInstances(ctx context.Context, put []state.AppliedInstance, forget []string) error
 	ForgetDeployment(ctx context.Context, deployment string) error
 	Instances(ctx context.Context, deployment string) ([]state.Instance, error)
+	VMs(ctx context.Context, deployment string) ([]state.VM, error)
+	AppliedByInstance(ctx context.Context, deployment string) (map[string]state.Applied, error)
 	PutDeployment(ctx context.Context, d state.Deployment) error
 	DeleteDeployment(ctx context.Context, name string) error
 	Enqueue(ctx context.Context, t state.Task) (state.Task, error)
@@ -757,5 +759,66 @@ func (r *Reconciler) observed(ctx context.Context, d *Deployment, name string) (
 		pi.VMMissing = in.VMCID == "" && in.State != state.InstanceDetached
 		o.Instances = append(o.Instances, pi)
 	}
+	if err := r.heldAddresses(ctx, name, nets, &o, all); err != nil {
+		return o, err
+	}
 	return o, nil
+}
+
+// heldAddresses marks in use the addresses VMs hold that the applied state does not
+// name: an instance moved to a new address by create-swap-delete in a rollout that
+// failed before recording it, or a VM whose instance is gone from the applied state.
+// They are marked on every network of the deployment: an address belongs to one subnet
+// anyway, so the mark costs nothing elsewhere.
+func (r *Reconciler) heldAddresses(ctx context.Context, name string, nets map[string][]string, o *plan.Observed, all []state.AppliedInstance) error {
+	known := map[string]bool{}
+	for _, in := range o.Instances {
+		for _, ip := range in.IPs {
+			known[ip] = true
+		}
+	}
+	for _, ips := range o.IPsInUse {
+		for _, ip := range ips {
+			known[ip] = true
+		}
+	}
+	deployments := []string{name}
+	for _, a := range all {
+		if !slices.Contains(deployments, a.Deployment) {
+			deployments = append(deployments, a.Deployment)
+		}
+	}
+	var held []string
+	for _, dep := range deployments {
+		vms, err := r.cfg.Store.VMs(ctx, dep)
+		if err != nil {
+			return err
+		}
+		for _, vm := range vms {
+			for _, ip := range vm.IPs {
+				if !known[ip] {
+					known[ip] = true
+					held = append(held, ip)
+				}
+			}
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	var names []string
+	for _, ns := range nets {
+		for _, n := range ns {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	if o.IPsInUse == nil {
+		o.IPsInUse = map[string][]string{}
+	}
+	for _, n := range names {
+		o.IPsInUse[n] = append(o.IPsInUse[n], held...)
+	}
+	return nil
 }
