@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
@@ -101,5 +102,65 @@ func TestFailedRolloutRecordsWhatConverged(t *testing.T) {
 	}
 	if slices.Contains(o.IPsInUse["default"], "10.0.0.12") {
 		t.Errorf("web/0's own address is counted as another's: in use %v", o.IPsInUse)
+	}
+}
+
+// Two deployments planned at the same time on one network: the second to reserve finds
+// the address it picked claimed, and plans again around it.
+func TestPlansReserveTheirAddresses(t *testing.T) {
+	ctx := testCtx(t)
+	st, err := postgres.Open(ctx, pgtest.NewDatabase(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	r := &Reconciler{cfg: Config{Store: st}, log: slog.New(slog.DiscardHandler)}
+	cloud := plan.Cloud{Networks: []plan.Network{{Name: "default", Type: plan.Manual, Subnets: []plan.Subnet{
+		{Range: "10.0.0.0/24", Gateway: "10.0.0.1", Reserved: []string{"10.0.0.2-10.0.0.9"}},
+	}}}}
+	dep := func(name string) *Deployment {
+		return &Deployment{Name: name,
+			Manifest: &manifest.Deployment{InstanceGroups: []manifest.InstanceGroup{{Name: "web", Networks: []manifest.InstanceGroupNetwork{{Name: "default"}}}}},
+			Desired: plan.Desired{Name: name, Cloud: cloud, Groups: []plan.Group{{Name: "web", Instances: 1,
+				Networks: []plan.GroupNetwork{{Name: "default"}}, VMType: "small",
+				Update: plan.UpdateBlock{Canaries: "1", MaxInFlight: "1", CanaryWatchTime: "1000", UpdateWatchTime: "1000"}}}}}
+	}
+	a, b := dep("a"), dep("b")
+	n := 0
+	opts := plan.Options{NewID: func() string { n++; return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }}
+	// Both observe before either reserves.
+	obsA, err := r.observed(ctx, a, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obsB, err := r.observed(ctx, b, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, _, err := r.planReserved(ctx, a, obsA, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, _, err := r.planReserved(ctx, b, obsB, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{planAddresses(pa)["default"][0], planAddresses(pb)["default"][0]}
+	if diff := cmp.Diff([]string{"10.0.0.10", "10.0.0.11"}, got); diff != "" {
+		t.Errorf("addresses of a and b (-want +got):\n%s", diff)
+	}
+	// A third plan sees both claims from the start; deleting a frees its address.
+	obsC, err := r.observed(ctx, dep("c"), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"10.0.0.10", "10.0.0.11"}, obsC.IPsInUse["default"]); diff != "" {
+		t.Errorf("in use for c (-want +got):\n%s", diff)
+	}
+	if err := st.ForgetDeployment(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := st.ReservedAddresses(ctx, ""); !slices.Equal(left["default"], []string{"10.0.0.11"}) {
+		t.Errorf("reservations after deleting a: %v", left)
 	}
 }

@@ -203,7 +203,7 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 	if err != nil {
 		return "", err
 	}
-	p, err := plan.Compute(d.Desired, obs, plan.Options{NewID: r.cfg.NewID})
+	p, obs, err := r.planReserved(ctx, d, obs, plan.Options{NewID: r.cfg.NewID})
 	if err != nil {
 		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: "plan: " + err.Error()}
 		return r.finish(ctx, o, err)
@@ -315,7 +315,7 @@ func (r *Reconciler) handleResurrect(ctx context.Context, task state.Task, emit 
 	if len(names) == 0 {
 		return fmt.Sprintf("%s: no instance to resurrect (already gone)", d.Name), nil
 	}
-	p, err := plan.Compute(d.Desired, obs, plan.Options{NewID: r.cfg.NewID, Fix: true})
+	p, obs, err := r.planReserved(ctx, d, obs, plan.Options{NewID: r.cfg.NewID, Fix: true})
 	if err != nil {
 		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: "plan: " + err.Error()}
 		return r.finish(ctx, o, err)

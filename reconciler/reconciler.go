@@ -37,6 +37,8 @@ type Store interface {
 	ForgetDeployment(ctx context.Context, deployment string) error
 	Instances(ctx context.Context, deployment string) ([]state.Instance, error)
 	VMs(ctx context.Context, deployment string) ([]state.VM, error)
+	ReserveAddresses(ctx context.Context, deployment string, ips map[string][]string) (map[string][]string, error)
+	ReservedAddresses(ctx context.Context, except string) (map[string][]string, error)
 	AppliedByInstance(ctx context.Context, deployment string) (map[string]state.Applied, error)
 	PutDeployment(ctx context.Context, d state.Deployment) error
 	DeleteDeployment(ctx context.Context, name string) error
@@ -762,7 +764,63 @@ func (r *Reconciler) observed(ctx context.Context, d *Deployment, name string) (
 	if err := r.heldAddresses(ctx, name, nets, &o, all); err != nil {
 		return o, err
 	}
+	reserved, err := r.cfg.Store.ReservedAddresses(ctx, name)
+	if err != nil {
+		return o, err
+	}
+	for n, ips := range reserved {
+		if o.IPsInUse == nil {
+			o.IPsInUse = map[string][]string{}
+		}
+		o.IPsInUse[n] = append(o.IPsInUse[n], ips...)
+	}
 	return o, nil
+}
+
+// planReserved plans d against obs and reserves the addresses the plan hands out. When
+// another deployment, planned at the same time, claimed one of them first, it plans
+// again with those counted as in use.
+func (r *Reconciler) planReserved(ctx context.Context, d *Deployment, obs plan.Observed, opts plan.Options) (plan.Plan, plan.Observed, error) {
+	for attempt := 0; ; attempt++ {
+		p, err := plan.Compute(d.Desired, obs, opts)
+		if err != nil {
+			return p, obs, err
+		}
+		taken, err := r.cfg.Store.ReserveAddresses(ctx, d.Name, planAddresses(p))
+		if err != nil {
+			return p, obs, fmt.Errorf("plan %s: %w", d.Name, err)
+		}
+		if len(taken) == 0 {
+			return p, obs, nil
+		}
+		if attempt == 3 {
+			return p, obs, fmt.Errorf("plan %s: addresses %v keep being claimed by other deployments planned at the same time; the next run tries again", d.Name, taken)
+		}
+		if obs.IPsInUse == nil {
+			obs.IPsInUse = map[string][]string{}
+		}
+		for n, ips := range taken {
+			obs.IPsInUse[n] = append(obs.IPsInUse[n], ips...)
+		}
+	}
+}
+
+// planAddresses lists the addresses the instances p keeps or makes hold, by network.
+func planAddresses(p plan.Plan) map[string][]string {
+	out := map[string][]string{}
+	for _, g := range p.Groups {
+		for _, in := range g.Instances {
+			if in.Action == plan.Delete {
+				continue
+			}
+			for _, a := range in.IPs {
+				if a.IP != "" {
+					out[a.Network] = append(out[a.Network], a.IP)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // heldAddresses marks in use the addresses VMs hold that the applied state does not

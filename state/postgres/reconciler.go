@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/bosun-gitops/bosun/state"
 	"github.com/jackc/pgx/v5"
@@ -175,6 +176,9 @@ func (s *Store) ForgetDeployment(ctx context.Context, deployment string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM deployment_renders WHERE deployment = $1`, deployment); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM ip_reservations WHERE deployment = $1`, deployment); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `DELETE FROM instance_applied WHERE deployment = $1`, deployment)
 		return err
 	})
@@ -233,4 +237,70 @@ func (s *Store) DeleteVariable(ctx context.Context, deployment, name string) (bo
 		return false, fmt.Errorf("rotate variable %s of %s: %w", name, deployment, err)
 	}
 	return tag.RowsAffected() > 0, nil
+}
+
+// ReserveAddresses makes ips (network → addresses) deployment's reserved addresses,
+// replacing what it reserved before, unless another deployment holds some of them: then
+// nothing changes and those are returned.
+func (s *Store) ReserveAddresses(ctx context.Context, deployment string, ips map[string][]string) (map[string][]string, error) {
+	var taken map[string][]string
+	errTaken := errors.New("taken")
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM ip_reservations WHERE deployment = $1`, deployment); err != nil {
+			return err
+		}
+		for network, addrs := range ips {
+			rows, err := tx.Query(ctx, `INSERT INTO ip_reservations (network, ip, deployment)
+				SELECT $1, ip, $2 FROM unnest($3::text[]) AS ip
+				ON CONFLICT (network, ip) DO NOTHING RETURNING ip`, network, deployment, addrs)
+			if err != nil {
+				return err
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if !slices.Contains(got, a) {
+					if taken == nil {
+						taken = map[string][]string{}
+					}
+					taken[network] = append(taken[network], a)
+				}
+			}
+		}
+		if taken != nil {
+			return errTaken // roll back: a plan holds all its addresses or none
+		}
+		return nil
+	})
+	if errors.Is(err, errTaken) {
+		return taken, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reserve addresses of %s: %w", deployment, err)
+	}
+	return nil, nil
+}
+
+// ReservedAddresses returns the addresses deployments other than except reserved, by
+// network.
+func (s *Store) ReservedAddresses(ctx context.Context, except string) (map[string][]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT network, ip FROM ip_reservations WHERE deployment <> $1 ORDER BY network, ip`, except)
+	if err != nil {
+		return nil, fmt.Errorf("list reserved addresses: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var network, ip string
+		if err := rows.Scan(&network, &ip); err != nil {
+			return nil, fmt.Errorf("list reserved addresses: %w", err)
+		}
+		out[network] = append(out[network], ip)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list reserved addresses: %w", err)
+	}
+	return out, nil
 }
