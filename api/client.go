@@ -187,6 +187,14 @@ type TaskQuery struct {
 	Limit      int
 }
 
+// Observed is a deployment's observed state as the director's planner sees it; Known is
+// false for one the director does not have.
+func (c *Client) Observed(ctx context.Context, deployment string) (ObservedState, error) {
+	var o ObservedState
+	err := c.do(ctx, "GET", "/deployments/"+seg(deployment)+"/observed", nil, nil, &o)
+	return o, err
+}
+
 // Tasks lists tasks, newest first.
 func (c *Client) Tasks(ctx context.Context, tq TaskQuery) ([]state.Task, error) {
 	q := url.Values{}

@@ -130,6 +130,35 @@ func (s *Server) getDeployment(w http.ResponseWriter, r *http.Request, p *Princi
 	return s.deploymentView(r.Context(), d, susp, nil)
 }
 
+// observed answers a deployment's observed state as the planner sees it. A deployment
+// the director does not have is no 404 here: the token may still read it (by name), and
+// its plan needs the addresses the others hold.
+func (s *Server) observed(w http.ResponseWriter, r *http.Request, p *Principal) (any, error) {
+	name := r.PathValue("name")
+	if !s.o.Auth.CanRead(p, name) {
+		return nil, readDenied(p, name)
+	}
+	if s.o.Observed == nil {
+		return nil, notWired("reconciler (bosun plan --director reads what it plans from)")
+	}
+	known := true
+	d, err := s.o.Store.Deployment(r.Context(), name)
+	if errors.Is(err, state.ErrNotFound) {
+		known = false
+	} else if err != nil {
+		return nil, err
+	}
+	o, err := s.o.Observed.Observed(r.Context(), name)
+	if err != nil {
+		return nil, fmt.Errorf("observed state of %s: %w", name, err)
+	}
+	o.Deployment, o.Known, o.Revision = name, known, d.Revision
+	if o.Instances == nil {
+		o.Instances = []ObservedInstance{}
+	}
+	return o, nil
+}
+
 func instanceName(i state.Instance) string { return i.Group + "/" + strconv.Itoa(i.Index) }
 
 func boolParam(r *http.Request, name string) bool {

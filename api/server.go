@@ -29,6 +29,7 @@ type Options struct {
 	Logs       LogFetcher
 	Checker    CloudChecker
 	Sources    SourceLister
+	Observed   ObservedReader
 
 	// Name and Version are what /info reports.
 	Name, Version string
@@ -108,6 +109,7 @@ func (s *Server) routes() {
 	authed("GET /deployments/{name}/instances", s.listInstances)
 	authed("GET /deployments/{name}/vms", s.listVMs)
 	authed("GET /deployments/{name}/disks", s.listDisks)
+	authed("GET /deployments/{name}/observed", s.observed)
 	authed("GET /disks", s.listDisks)
 	authed("POST /deployments/{name}/suspend", s.suspend)
 	authed("POST /deployments/{name}/resume", s.resume)
@@ -317,6 +319,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, p *Principal) (any
 		"logs":      s.o.Logs != nil,
 		"cck":       s.o.Checker != nil,
 		"sources":   s.o.Sources != nil,
+		"observed":  s.o.Observed != nil,
 	}}
 	if p != nil {
 		in.User, in.Scopes = p.Name, p.Scopes

@@ -125,6 +125,63 @@ type Resolution struct {
 	Error      string  `json:"error,omitempty"`
 }
 
+// ObservedReader gives a deployment's observed state as the reconciler's planner sees
+// it, from the same place the reconciler plans from (`bosun plan --director`); cmd/bosun
+// adapts the reconciler to it. It reads only; a deployment the director does not have
+// has no instances, but still the addresses the others hold.
+type ObservedReader interface {
+	Observed(ctx context.Context, deployment string) (ObservedState, error)
+}
+
+// ObservedState is GET /deployments/{name}/observed: what a plan of the deployment
+// starts from. It mirrors the planner's Observed (reconciler/plan), which this package
+// may not import; field names and JSON are the same. Nothing in it is secret: ids,
+// addresses, and fingerprints that are hashes of what instances run.
+type ObservedState struct {
+	Deployment string `json:"deployment"`
+	// Known is false for a deployment the director does not have: planned, it is created.
+	Known bool `json:"known"`
+	// Revision is the commit the deployment was last deployed at.
+	Revision  string             `json:"revision,omitempty"`
+	Instances []ObservedInstance `json:"instances"`
+	// IPsInUse are addresses held by other deployments, per network name (which
+	// deployments hold them is not said: a team token may not see them).
+	IPsInUse map[string][]string `json:"ips_in_use,omitempty"`
+}
+
+// ObservedInstance is an existing instance as the director last left it.
+type ObservedInstance struct {
+	ID        string            `json:"id"`
+	Group     string            `json:"group"`
+	Index     int               `json:"index"`
+	AZ        string            `json:"az,omitempty"`
+	Bootstrap bool              `json:"bootstrap,omitempty"`
+	VMCID     string            `json:"vm_cid,omitempty"`
+	State     string            `json:"state,omitempty"`
+	IPs       map[string]string `json:"ips,omitempty"`
+	// Applied is what the instance was last converged with.
+	Applied      Fingerprint `json:"applied"`
+	VMMissing    bool        `json:"vm_missing,omitempty"`
+	Unresponsive bool        `json:"unresponsive,omitempty"`
+}
+
+// Fingerprint is what an instance runs, reduced to comparable hashes (the stemcell as
+// os/version).
+type Fingerprint struct {
+	Stemcell string          `json:"stemcell,omitempty"`
+	VM       string          `json:"vm,omitempty"`
+	Env      string          `json:"env,omitempty"`
+	Networks string          `json:"networks,omitempty"`
+	Jobs     string          `json:"jobs,omitempty"`
+	Disk     FingerprintDisk `json:"disk"`
+}
+
+// FingerprintDisk is a persistent disk's size in MB and disk type.
+type FingerprintDisk struct {
+	Size int    `json:"size"`
+	Type string `json:"type,omitempty"`
+}
+
 // SourceLister tells where the desired state comes from and how fresh it is.
 type SourceLister interface {
 	Sources(ctx context.Context) ([]Source, error)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bosun-gitops/bosun/blobstore"
@@ -154,6 +155,9 @@ type Reconciler struct {
 	inited bool
 	prev   *Rendered // last accepted revision, rendered
 	last   string    // last judged sha
+	// shown is prev for readers that must not wait for a judgement in progress (the
+	// API's observed state): set with prev.
+	shown atomic.Pointer[Rendered]
 	// policySHA is the PolicySource head whose policies the gate holds.
 	policySHA string
 	// renderMu serialises renders, so the judge and task handlers never generate the same
@@ -390,6 +394,7 @@ func (r *Reconciler) init(ctx context.Context) error {
 // accepted makes rd the last accepted revision and tells OnAccepted.
 func (r *Reconciler) accepted(rd *Rendered) {
 	r.prev = rd
+	r.shown.Store(rd)
 	if r.cfg.OnAccepted != nil {
 		r.cfg.OnAccepted(rd.Config)
 	}
@@ -706,6 +711,23 @@ func (r *Reconciler) writeStatus(ctx context.Context, o status.Outcome) {
 type appliedData struct {
 	Fingerprint plan.Fingerprint  `json:"fingerprint"`
 	IPs         map[string]string `json:"ips,omitempty"`
+}
+
+// Observed is deployment name's instances as the planner sees them, and the addresses
+// other deployments hold: what `bosun plan --director` plans against, through the API.
+// It reads the store only; a deployment the director does not have has no instances.
+func (r *Reconciler) Observed(ctx context.Context, name string) (plan.Observed, error) {
+	// The last accepted render names each group's networks, for instances that never
+	// converged (their addresses are stored in network order only); nil before any.
+	var d *Deployment
+	if rd := r.shown.Load(); rd != nil {
+		d = rd.Deployments[name]
+	}
+	o, err := r.observed(ctx, d, name)
+	if err != nil {
+		return o, fmt.Errorf("read the observed state of %s: %w", name, err)
+	}
+	return o, nil
 }
 
 // observed is a deployment's instances as the planner sees them, and the addresses other

@@ -7,6 +7,7 @@ import (
 	"github.com/bosun-gitops/bosun/cpi"
 	hm "github.com/bosun-gitops/bosun/health"
 	"github.com/bosun-gitops/bosun/reconciler"
+	"github.com/bosun-gitops/bosun/reconciler/plan"
 )
 
 // The glue between roles that must not import each other: the API's "reconcile now" and
@@ -18,6 +19,9 @@ func glueRoles(d *director) error {
 	}
 	if d.api.Reconciler == nil {
 		d.api.Reconciler = apiReconciler{d.reconciler}
+	}
+	if d.api.Observed == nil {
+		d.api.Observed = apiObserved{d.reconciler}
 	}
 	if d.api.Sources == nil {
 		d.api.Sources = repoSource{d: d}
@@ -36,6 +40,43 @@ type apiReconciler struct{ r *reconciler.Reconciler }
 func (a apiReconciler) ReconcileNow(ctx context.Context) error {
 	_, err := a.r.ReconcileNow(ctx)
 	return err
+}
+
+// apiObserved is the API's GET /deployments/{name}/observed: the reconciler's own view.
+type apiObserved struct{ r *reconciler.Reconciler }
+
+func (a apiObserved) Observed(ctx context.Context, deployment string) (api.ObservedState, error) {
+	o, err := a.r.Observed(ctx, deployment)
+	if err != nil {
+		return api.ObservedState{}, err
+	}
+	return observedToAPI(o), nil
+}
+
+// observedToAPI and observedFromAPI carry the planner's Observed over the API, which
+// mirrors it field for field (api may not import the planner).
+func observedToAPI(o plan.Observed) api.ObservedState {
+	out := api.ObservedState{IPsInUse: o.IPsInUse, Instances: make([]api.ObservedInstance, len(o.Instances))}
+	for i, in := range o.Instances {
+		f := in.Applied
+		out.Instances[i] = api.ObservedInstance{ID: in.ID, Group: in.Group, Index: in.Index, AZ: in.AZ, Bootstrap: in.Bootstrap,
+			VMCID: in.VMCID, State: in.State, IPs: in.IPs, VMMissing: in.VMMissing, Unresponsive: in.Unresponsive,
+			Applied: api.Fingerprint{Stemcell: f.Stemcell, VM: f.VM, Env: f.Env, Networks: f.Networks, Jobs: f.Jobs,
+				Disk: api.FingerprintDisk{Size: f.Disk.Size, Type: f.Disk.Type}}}
+	}
+	return out
+}
+
+func observedFromAPI(o api.ObservedState) plan.Observed {
+	out := plan.Observed{IPsInUse: o.IPsInUse}
+	for _, in := range o.Instances {
+		f := in.Applied
+		out.Instances = append(out.Instances, plan.Instance{ID: in.ID, Group: in.Group, Index: in.Index, AZ: in.AZ, Bootstrap: in.Bootstrap,
+			VMCID: in.VMCID, State: in.State, IPs: in.IPs, VMMissing: in.VMMissing, Unresponsive: in.Unresponsive,
+			Applied: plan.Fingerprint{Stemcell: f.Stemcell, VM: f.VM, Env: f.Env, Networks: f.Networks, Jobs: f.Jobs,
+				Disk: plan.Disk{Size: f.Disk.Size, Type: f.Disk.Type}}})
+	}
+	return out
 }
 
 // repoSource answers GET /sources for the one repository this director tracks.
