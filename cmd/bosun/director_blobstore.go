@@ -187,7 +187,7 @@ func (h *countingHandler) metrics(_ context.Context, m *api.MetricsWriter) {
 	h.mu.Unlock()
 	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
 	for _, k := range keys {
-		m.Counter("bosun_blobstore_requests_total", "Requests the director's HTTP blobstore answered, by method and status code.",
+		m.Counter("blobstore_requests_total", "Requests the director's HTTP blobstore answered, by method and status code.",
 			api.Labels{"method": k[0], "code": k[1]}, float64(counts[k]))
 	}
 }

@@ -200,7 +200,7 @@ func TestServeBlobstore(t *testing.T) {
 		`bosun_blobstore_requests_total{code="201",method="PUT"} 1`,
 		`bosun_blobstore_requests_total{code="403",method="GET"} 1`,
 	} {
-		if !strings.Contains(metrics.String(), want) {
+		if !strings.Contains("\n"+metrics.String(), "\n"+want+"\n") {
 			t.Errorf("metrics lack %s:\n%s", want, metrics.String())
 		}
 	}
