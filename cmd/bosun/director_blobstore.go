@@ -86,7 +86,23 @@ func serveBlobstore(d *director, f blobstoreFlags, l net.Listener) error {
 	d.api.Metrics = append(d.api.Metrics, counted.metrics)
 	d.blobSigner = s
 	log.Info("serving the blobstore to agents over signed URLs", "listen", l.Addr().String(), "url", s.Base)
+	if loopback(s.Base) {
+		log.Warn("the blobstore URL agents are given is a loopback address: only VMs on this machine reach it; give --blobstore-listen and --blobstore-url an address cloud VMs reach", "url", s.Base)
+	}
 	return nil
+}
+
+// loopback reports whether base names this machine only (localhost, 127.x, ::1).
+func loopback(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
 }
 
 // agentBlobstore is the blobstore section of a new VM's agent settings: the local path

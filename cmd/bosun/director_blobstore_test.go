@@ -70,6 +70,20 @@ func TestAdvertised(t *testing.T) {
 	}
 }
 
+func TestLoopback(t *testing.T) {
+	for base, want := range map[string]bool{
+		"http://127.0.0.1:25250":       true,
+		"http://localhost:25250":       true,
+		"http://[::1]:25250":           true,
+		"http://10.0.0.5:25250":        false,
+		"https://director.example.com": false,
+	} {
+		if got := loopback(base); got != want {
+			t.Errorf("loopback(%s) = %v; want %v", base, got, want)
+		}
+	}
+}
+
 func TestBlobSigningKey(t *testing.T) {
 	dir := t.TempDir()
 	k1, err := blobSigningKey(dir)
