@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -242,11 +243,13 @@ func lightStemcell(props string) string {
 // cloudRun is a director converging a fresh `bosun init` repository on a fake cloud.
 type cloudRun struct {
 	cloudSetup
-	m     *manifestRepo
-	d     *directorProc
-	vms   *localvm.Fleet
-	data  string
-	first string // the commit that moves the demo onto the cloud
+	m   *manifestRepo
+	d   *directorProc
+	vms *localvm.Fleet
+	// vmsDir holds each VM's root, its settings.json among its files.
+	vmsDir string
+	data   string
+	first  string // the commit that moves the demo onto the cloud
 }
 
 // startOnCloud makes the cloud, commits the repository's move onto it and starts a
@@ -258,7 +261,8 @@ func startOnCloud(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 		t.Fatalf("bosun init: %v\n%s", err, out)
 	}
 	agentBinary(t)
-	vms := localvm.New(filepath.Join(filepath.Dir(directorBinary(t)), "bosun-agent"), filepath.Join(base, "vms"))
+	vmsDir := filepath.Join(base, "vms")
+	vms := localvm.New(filepath.Join(filepath.Dir(directorBinary(t)), "bosun-agent"), vmsDir)
 	t.Cleanup(vms.StopAll)
 	// A subnet of its own, so runs in parallel (other helpers', other journeys) never
 	// collide on addresses.
@@ -296,9 +300,9 @@ func startOnCloud(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 	}
 	data := filepath.Join(base, "data")
 	d := startDirector(t, "--dev", "--data-dir", data, "--repo", dir, "--cpi", c.cpi, "--cpi-config", cfg,
-		"--listen", directorFreePort(t), "--nats-listen", directorFreePort(t), "--poll-interval", "2s")
+		"--listen", directorFreePort(t), "--nats-listen", directorFreePort(t), "--blobstore-listen", directorFreePort(t), "--poll-interval", "2s")
 	d.healthy(t)
-	return &cloudRun{cloudSetup: c, m: m, d: d, vms: vms, data: data, first: first}
+	return &cloudRun{cloudSetup: c, m: m, d: d, vms: vms, vmsDir: vmsDir, data: data, first: first}
 }
 
 // stop ends the director as an operator would and checks it exits cleanly.
@@ -325,6 +329,13 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 	}
 	answers(t, sf, "Hello from Bosun")
 	before := ids(sf)
+	// Every job, package and template reached the agents over the director's HTTP
+	// blobstore, and the compiled packages came back through it.
+	served := blobRequests(t, d)
+	if served["GET 200"] == 0 || served["PUT 201"] == 0 {
+		t.Errorf("the HTTP blobstore answered %v; want blob downloads and compile uploads", served)
+	}
+	t.Logf("%s: after the first deploy the HTTP blobstore answered %v", c.cpi, served)
 
 	// A property change rolls out through the same CPI.
 	greet := m.edit("greet in French", func(s string) string { return strings.Replace(s, "Hello from Bosun", "Bonjour", 1) })
@@ -337,6 +348,10 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 	answers(t, sf, "Bonjour")
 	if got := ids(sf); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Errorf("instance ids moved: %v → %v", before, got)
+	}
+	// The new templates were fetched over HTTP too.
+	if now := blobRequests(t, d); now["GET 200"] <= served["GET 200"] {
+		t.Errorf("the rollout fetched no blob over HTTP: %v, then %v", served, now)
 	}
 	// The cloud holds the two instances' VMs and no compilation VM; each runs an agent.
 	awaitVMs(t, c, vms, 2)
@@ -356,8 +371,85 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 	if n := c.faulted(); n != 3 {
 		t.Errorf("the cloud answered %d injected faults; want 3 (one throttled create, two failed polls)", n)
 	}
-	noSecrets(t, c.secrets, m, d, data)
+	// The agents were never told where the blobs lie on disk, so every blob they used came
+	// through a signed URL; the signatures and the key they are made with leak nowhere.
+	agentsUseHTTP(t, run.vmsDir, data)
+	if served := blobRequests(t, d); len(served) != 2 {
+		t.Errorf("the HTTP blobstore answered %v; want only successful downloads and uploads", served)
+	} else {
+		t.Logf("%s: the HTTP blobstore answered %v", c.cpi, served)
+	}
+	key, err := os.ReadFile(filepath.Join(data, "blobstore.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noSecrets(t, append(c.secrets, strings.TrimSpace(string(key)), "sig="), m, d, data)
+	if out := vms.Output(); strings.Contains(out, "sig=") {
+		t.Errorf("the agents' output holds a signed URL:\n%s", out)
+	}
 	run.stop(t)
+}
+
+// blobRequests reads the director's count of its HTTP blobstore's answers, keyed by
+// "METHOD CODE".
+func blobRequests(t *testing.T, d *directorProc) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + d.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "bosun_blobstore_requests_total{")
+		if !ok {
+			continue
+		}
+		var code, method string
+		var n float64
+		if _, err := fmt.Sscanf(strings.NewReplacer(`code="`, "", `",method="`, " ", `"}`, " ").Replace(rest), "%s %s %g", &code, &method, &n); err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		got[method+" "+code] = n
+	}
+	return got
+}
+
+// agentsUseHTTP checks every VM the cloud booted (compilation VMs included) had settings
+// naming no blobstore: its agent can only fetch and store blobs through signed URLs.
+func agentsUseHTTP(t *testing.T, vmsDir, dataDir string) {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(vmsDir, "*", "var", "vcap", "bosh", "settings.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) < 3 {
+		t.Errorf("%d VMs booted; want the 2 instances' and a compilation VM", len(paths))
+	}
+	t.Logf("%d VMs' agents had no blobstore in their settings", len(paths))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s struct {
+			Blobstore struct {
+				Provider string         `json:"provider"`
+				Options  map[string]any `json:"options"`
+			} `json:"blobstore"`
+		}
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if s.Blobstore.Provider != "" || len(s.Blobstore.Options) != 0 || strings.Contains(string(b), dataDir) {
+			// Only the blobstore part: the settings also hold the agent's NATS password.
+			t.Errorf("%s names a blobstore the agent could read directly: %+v", p, s.Blobstore)
+		}
+	}
 }
 
 // awaitVMs waits until the cloud holds n VMs and n agents run.

@@ -205,7 +205,7 @@ func (c Client) http() *http.Client {
 func (c Client) Download(ctx context.Context, rawURL string, headers map[string]string, want blobstore.Digest, w io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return fmt.Errorf("download blob %s: %w", want, err)
+		return fmt.Errorf("download blob %s: %w", want, redact(err))
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
@@ -229,7 +229,7 @@ func (c Client) Upload(ctx context.Context, rawURL string, headers map[string]st
 	h := sha256.New()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, rawURL, io.TeeReader(r, h))
 	if err != nil {
-		return "", fmt.Errorf("upload blob: %w", err)
+		return "", fmt.Errorf("upload blob: %w", redact(err))
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
@@ -258,11 +258,9 @@ func snippet(r io.Reader) string {
 func redact(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		u, perr := url.Parse(ue.URL)
-		if perr == nil {
-			u.RawQuery = ""
-			return &url.Error{Op: ue.Op, URL: u.String(), Err: ue.Err}
-		}
+		// Cut rather than parse: a URL that failed to parse must lose its query too.
+		u, _, _ := strings.Cut(ue.URL, "?")
+		return &url.Error{Op: ue.Op, URL: u, Err: ue.Err}
 	}
 	return err
 }

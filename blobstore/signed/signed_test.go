@@ -112,10 +112,33 @@ func TestDownloadVerifiesDigest(t *testing.T) {
 }
 
 func TestErrorsDoNotLeakSignature(t *testing.T) {
-	err := (Client{}).Download(context.Background(), "http://127.0.0.1:1/blobs/x?sig=topsecret", nil, blobstore.DigestOf(nil), io.Discard)
-	if err == nil || strings.Contains(err.Error(), "topsecret") {
-		t.Fatalf("error %v leaks the signature", err)
+	for _, tt := range []struct {
+		name string
+		call func(url string) error
+		url  string
+	}{
+		{"download unreachable", download, "http://127.0.0.1:1/blobs/x?sig=topsecret"},
+		{"upload unreachable", upload, "http://127.0.0.1:1/blobs/any?sig=topsecret"},
+		// A URL that does not parse fails before any request; its error names the URL.
+		{"download malformed", download, "http://bad host/blobs/x?sig=topsecret"},
+		{"upload malformed", upload, "http://bad host/blobs/any?sig=topsecret"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call(tt.url)
+			if err == nil || strings.Contains(err.Error(), "topsecret") {
+				t.Fatalf("error %v leaks the signature", err)
+			}
+		})
 	}
+}
+
+func download(u string) error {
+	return (Client{}).Download(context.Background(), u, nil, blobstore.DigestOf(nil), io.Discard)
+}
+
+func upload(u string) error {
+	_, err := (Client{}).Upload(context.Background(), u, nil, strings.NewReader("x"))
+	return err
 }
 
 func BenchmarkSignAndCheck(b *testing.B) {

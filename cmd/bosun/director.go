@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bosun-gitops/bosun/blobstore/signed"
 	"github.com/bosun-gitops/bosun/bus"
 	"github.com/bosun-gitops/bosun/cpi"
 	hm "github.com/bosun-gitops/bosun/health"
@@ -67,6 +68,10 @@ type director struct {
 	waitingFor string
 	// monitor is the health monitor (nil with --no-health).
 	monitor *hm.Monitor
+	// blobSigner signs the blob URLs agents of a CPI other than local fetch and store
+	// through (director_blobstore.go); nil for the local CPI, whose agents read the
+	// blobs directory.
+	blobSigner *signed.Signer
 
 	mu     sync.Mutex
 	status map[string]string
@@ -136,15 +141,21 @@ func (d *director) health(ctx context.Context) health {
 // apiRole serves the director's HTTP API on a listener opened before anything started,
 // so that an address in use fails the director before it starts Postgres.
 type apiRole struct {
-	l   net.Listener
-	mux *http.ServeMux
-	log *slog.Logger
-	tls *tls.Config // nil: plain HTTP
+	name string // default "api"
+	l    net.Listener
+	mux  *http.ServeMux
+	log  *slog.Logger
+	tls  *tls.Config // nil: plain HTTP
 	// onShutdown ends long-lived answers (followed task output) when serving stops.
 	onShutdown func()
 }
 
-func (a *apiRole) Name() string { return "api" }
+func (a *apiRole) Name() string {
+	if a.name == "" {
+		return "api"
+	}
+	return a.name
+}
 
 func (a *apiRole) Run(ctx context.Context) error {
 	if a.tls != nil {

@@ -239,13 +239,23 @@ func probeOf(st protocol.State) api.Probe {
 type agentLogFetcher struct {
 	agents interface {
 		FetchLogs(ctx context.Context, agentID, logType string, filters []string) (protocol.BlobResult, error)
+		FetchLogsWithSignedURL(ctx context.Context, agentID string, req protocol.FetchLogsWithSignedURL) (protocol.BlobResult, error)
 	}
 	blobs blobstore.Store
-	log   *slog.Logger
+	// signer, when set, gives the agent a signed URL to upload the bundle to: agents of a
+	// CPI other than local have no blobstore of their own (director_blobstore.go).
+	signer interface{ SignPut(blobstore.Digest) string }
+	log    *slog.Logger
 }
 
 func (f agentLogFetcher) FetchLogs(ctx context.Context, inst state.Instance, w io.Writer) error {
-	res, err := f.agents.FetchLogs(ctx, inst.AgentID, "job", nil)
+	var res protocol.BlobResult
+	var err error
+	if f.signer != nil {
+		res, err = f.agents.FetchLogsWithSignedURL(ctx, inst.AgentID, protocol.FetchLogsWithSignedURL{SignedURL: f.signer.SignPut(""), LogType: "job"})
+	} else {
+		res, err = f.agents.FetchLogs(ctx, inst.AgentID, "job", nil)
+	}
 	if err != nil {
 		return fmt.Errorf("agent %s: fetch_logs: %w", inst.AgentID, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,18 +45,47 @@ func TestAPIAdaptersAgainstARealAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	storeDir := t.TempDir()
+	// A local VM's agent shares the director's blobs directory; a cloud VM's has none and
+	// uploads the bundle to the director's HTTP blobstore through a signed URL.
+	t.Run("local blobstore", func(t *testing.T) { agentAdapters(ctx, t, bin, srv, nc, false) })
+	t.Run("signed URLs", func(t *testing.T) { agentAdapters(ctx, t, bin, srv, nc, true) })
+}
+
+func agentAdapters(ctx context.Context, t *testing.T, bin string, srv *bus.Server, nc *nats.Conn, viaHTTP bool) {
+	d := &director{nats: nc, log: slog.New(slog.DiscardHandler), dataDir: t.TempDir(), status: map[string]string{}}
+	storeDir := d.blobDir()
 	blobs, err := local.Open(storeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	id := "agent-api-test"
+	blobSettings := map[string]any{"provider": "local", "options": map[string]any{"blobstore_path": storeDir}}
+	if viaHTTP {
+		id += "-http"
+		blobSettings = map[string]any{}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := serveBlobstore(d, blobstoreFlags{}, l); err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- d.run(rctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("blobstore role: %v", err)
+			}
+		})
+	}
 
-	const id = "agent-api-test"
 	root := t.TempDir()
 	settings := map[string]any{
 		"agent_id":  id,
 		"mbus":      srv.AgentURL(id),
-		"blobstore": map[string]any{"provider": "local", "options": map[string]any{"blobstore_path": storeDir}},
+		"blobstore": blobSettings,
 		"networks":  map[string]any{"default": map[string]any{"type": "manual", "ip": "127.0.0.1", "netmask": "255.0.0.0", "default": []string{"dns", "gateway"}}},
 		"env":       map[string]any{"bosun": map[string]any{"heartbeat_interval": "1s"}},
 		"vm":        map[string]any{"name": "vm-" + id},
@@ -98,7 +128,6 @@ func TestAPIAdaptersAgainstARealAgent(t *testing.T) {
 		}
 	})
 
-	d := &director{nats: nc, log: slog.New(slog.DiscardHandler)}
 	agents, err := newAPIAgentClient(d)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +151,11 @@ func TestAPIAdaptersAgainstARealAgent(t *testing.T) {
 	}
 
 	var tgz bytes.Buffer
-	if err := (agentLogFetcher{agents: agents, blobs: blobs, log: d.log}).FetchLogs(ctx, inst, &tgz); err != nil {
+	lf := agentLogFetcher{agents: agents, blobs: blobs, log: d.log}
+	if viaHTTP {
+		lf.signer = d.blobSigner
+	}
+	if err := lf.FetchLogs(ctx, inst, &tgz); err != nil {
 		t.Fatal(err)
 	}
 	zr, err := gzip.NewReader(&tgz)

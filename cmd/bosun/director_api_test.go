@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/agent/protocol"
 	"github.com/bosun-gitops/bosun/api"
+	"github.com/bosun-gitops/bosun/blobstore"
 	"github.com/bosun-gitops/bosun/blobstore/local"
 	"github.com/bosun-gitops/bosun/state"
 	"github.com/google/go-cmp/cmp"
@@ -100,14 +102,30 @@ func TestAgentProber(t *testing.T) {
 	}
 }
 
-type fakeLogAgent struct{ id string }
+// fakeLogAgent answers fetch_logs, or with signedURL set only fetch_logs_with_signed_url
+// naming that URL, as an agent without a blobstore of its own would.
+type fakeLogAgent struct{ id, signedURL string }
 
 func (f fakeLogAgent) FetchLogs(ctx context.Context, agentID, logType string, filters []string) (protocol.BlobResult, error) {
+	if f.signedURL != "" {
+		return protocol.BlobResult{}, errors.New("no signed upload URL given and the agent has no blobstore configured")
+	}
 	if logType != "job" {
 		return protocol.BlobResult{}, errors.New("want job logs")
 	}
 	return protocol.BlobResult{BlobstoreID: f.id}, nil
 }
+
+func (f fakeLogAgent) FetchLogsWithSignedURL(ctx context.Context, agentID string, req protocol.FetchLogsWithSignedURL) (protocol.BlobResult, error) {
+	if f.signedURL == "" || req.SignedURL != f.signedURL || req.LogType != "job" {
+		return protocol.BlobResult{}, fmt.Errorf("fetch_logs_with_signed_url %+v; want job logs to the signed URL", req)
+	}
+	return protocol.BlobResult{BlobstoreID: f.id, SHA1: "sha256:" + f.id}, nil
+}
+
+type fakePutSigner string
+
+func (s fakePutSigner) SignPut(d blobstore.Digest) string { return string(s) + string(d) }
 
 func TestAgentLogFetcher(t *testing.T) {
 	blobs, err := local.Open(t.TempDir())
@@ -129,5 +147,17 @@ func TestAgentLogFetcher(t *testing.T) {
 	}
 	if err := (agentLogFetcher{agents: fakeLogAgent{id: "nonsense"}, blobs: blobs}).FetchLogs(ctx, state.Instance{AgentID: "a"}, &buf); err == nil {
 		t.Error("a bad blob id was accepted")
+	}
+
+	// A cloud agent has no blobstore: it uploads the bundle to a signed URL.
+	dg, err = blobs.Put(ctx, strings.NewReader("cloud tarball"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	const url = "http://director:25250/blobs/any?sig=x"
+	f = agentLogFetcher{agents: fakeLogAgent{id: dg.Hex(), signedURL: url}, blobs: blobs, signer: fakePutSigner(url)}
+	if err := f.FetchLogs(ctx, state.Instance{AgentID: "a"}, &buf); err != nil || buf.String() != "cloud tarball" {
+		t.Fatalf("logs through a signed URL = %q, %v", buf.String(), err)
 	}
 }

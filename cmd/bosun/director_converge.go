@@ -138,27 +138,17 @@ func wireConverger(d *director, blobs blobstore.Store) (reconciler.Converger, er
 		return nil, err
 	}
 	if d.api.Logs == nil {
-		d.api.Logs = agentLogFetcher{agents: agents, blobs: blobs, log: d.log.With("component", "logs")}
+		lf := agentLogFetcher{agents: agents, blobs: blobs, log: d.log.With("component", "logs")}
+		if s := d.urlSigner(); s != nil {
+			lf.signer = s
+		}
+		d.api.Logs = lf
 	}
-	blobDir := d.blobDir()
-	natsURL := d.natsURL
 	exec, err := converge.New(converge.Config{
 		CPI: c, CPIName: d.cpiFlags.name, Agents: agents, Store: d.store, Blobs: blobs,
-		Log: d.log.With("component", "converge"),
-		Settings: func(agentID string) (cpi.AgentSettings, error) {
-			mbus := natsURL
-			if d.bus != nil {
-				mbus = d.bus.AgentURL(agentID)
-			}
-			return cpi.AgentSettings{
-				Mbus:      mbus,
-				Blobstore: cpi.Blobstore{Provider: "local", Options: map[string]any{"blobstore_path": blobDir}},
-				// The manifest's watch times are the director's test of a started job; the
-				// agent only needs to see a process survive its first second (its own default
-				// of 5 s would add 4 s to every instance of every rollout).
-				Env: json.RawMessage(`{"bosun":{"stable_after":"1s"}}`),
-			}, nil
-		},
+		Signer:   d.urlSigner(),
+		Log:      d.log.With("component", "converge"),
+		Settings: d.agentSettings,
 	})
 	if err != nil {
 		return nil, err
@@ -166,4 +156,21 @@ func wireConverger(d *director, blobs blobstore.Store) (reconciler.Converger, er
 	// The executor also offers Recover, which setupReconciler runs as a role before any
 	// task: a resumed task finds the cloud as the state says.
 	return exec, nil
+}
+
+// agentSettings are the settings a new VM's agent boots with (converge adds its id and
+// networks): NATS credentials of its own and the blobstore it may use.
+func (d *director) agentSettings(agentID string) (cpi.AgentSettings, error) {
+	mbus := d.natsURL
+	if d.bus != nil {
+		mbus = d.bus.AgentURL(agentID)
+	}
+	return cpi.AgentSettings{
+		Mbus:      mbus,
+		Blobstore: d.agentBlobstore(),
+		// The manifest's watch times are the director's test of a started job; the
+		// agent only needs to see a process survive its first second (its own default
+		// of 5 s would add 4 s to every instance of every rollout).
+		Env: json.RawMessage(`{"bosun":{"stable_after":"1s"}}`),
+	}, nil
 }

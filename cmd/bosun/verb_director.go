@@ -57,6 +57,7 @@ type directorFlags struct {
 	health      healthFlags
 	rec         reconcilerFlags
 	cpi         cpiFlags
+	blobstore   blobstoreFlags
 }
 
 func runDirector(ctx context.Context, c *cli, args []string) error {
@@ -74,6 +75,7 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&f.apiConfig, "api-config", "", "YAML file of the API's tokens (by hash), teams and TLS certificate; see `bosun new-token`")
 	f.rec.register(fs)
 	f.cpi.register(fs)
+	f.blobstore.register(fs)
 	fs.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long running tasks may finish after SIGTERM before they are released to another director")
 	f.health.register(fs)
 	// newFlagSet's usage prints the defaults to the output parseFlags silenced, and runs
@@ -116,6 +118,9 @@ func runDirector(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if err := checkAPIConfig(f); err != nil {
+		return err
+	}
+	if err := f.blobstore.check(); err != nil {
 		return err
 	}
 	err = startDirector(ctx, f, log)
@@ -186,6 +191,14 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 		return fmt.Errorf("listen on %s: %w", f.listen, unwrapSyscall(err))
 	}
 	undo = append(undo, func() { l.Close() })
+	var blobL net.Listener
+	if f.cpi.name != "local" {
+		// Agents on cloud VMs cannot read the data dir: they fetch blobs over HTTP.
+		if blobL, err = net.Listen("tcp", f.blobstore.listen); err != nil {
+			return fmt.Errorf("listen on %s (--blobstore-listen): %w", f.blobstore.listen, unwrapSyscall(err))
+		}
+		undo = append(undo, func() { blobL.Close() })
+	}
 
 	dataDir, err := prepareDataDir(f.dataDir)
 	if err != nil {
@@ -267,6 +280,12 @@ func startDirector(ctx context.Context, f directorFlags, log *slog.Logger) (err 
 			"reconciler converges what it holds; until then the director serves the API and runs queued tasks",
 	}
 	d.mux.HandleFunc("GET /healthz", d.serveHealth)
+	if blobL != nil {
+		// Before the plugins: converge, which they wire, signs with what this sets up.
+		if err := serveBlobstore(d, f.blobstore, blobL); err != nil {
+			return err
+		}
+	}
 	if err := startHealth(d, f.health); err != nil {
 		return err
 	}
