@@ -28,7 +28,8 @@ import (
 // TestOpsJourney is what operators and policy authors do with a running fleet (issues
 // #7, #8, #9), on one demo deployment of three local-CPI VMs: the policy gate refuses
 // commits without touching anything, the CLI the dev director logged in shows and steers
-// everything, and a killed VM comes back — unless most of the fleet dies at once.
+// everything, a killed VM comes back — unless most of the fleet dies at once — and drift
+// found every second is reported or repaired as bosun.yml says.
 func TestOpsJourney(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the demo's Go package on local-CPI VMs")
@@ -88,7 +89,8 @@ func TestOpsJourney(t *testing.T) {
 	env := []string{"BOSUN_CONFIG=" + filepath.Join(base, "cli", "config.json"), "BOSUN_ENVIRONMENT=", "BOSUN_TOKEN="}
 	d := startDirectorEnv(t, env, "--dev", "--data-dir", data, "--repo", dir,
 		"--listen", directorFreePort(t), "--nats-listen", directorFreePort(t), "--poll-interval", "1s",
-		"--agent-timeout", "5s", "--health-interval", "1s", "--meltdown-min-down", "2", "--meltdown-percent", "50")
+		"--agent-timeout", "5s", "--health-interval", "1s", "--meltdown-min-down", "2", "--meltdown-percent", "50",
+		"--drift-interval", "1s")
 	d.healthy(t)
 	o := &operator{t: t, env: env, d: d}
 
@@ -107,6 +109,10 @@ func TestOpsJourney(t *testing.T) {
 		return
 	}
 	t.Run("resurrection", func(t *testing.T) { resurrection(t, m.on(t), o, data) })
+	if t.Failed() {
+		return
+	}
+	t.Run("drift", func(t *testing.T) { driftJourney(t, m.on(t), o, data) })
 }
 
 // on is m for a subtest: its failures are the subtest's.

@@ -111,7 +111,12 @@ type DriftItem struct {
 	Task int64
 }
 
-func (it DriftItem) key(vmcid string) string { return it.Kind + "|" + it.Instance + "|" + vmcid }
+// key names a drift for "already acted on". The mode is part of it: a drift only reported
+// is repaired once bosun.yml switches the deployment to repair (and a repair that did not
+// help is reported once after a switch to report).
+func (it DriftItem) key(mode, vmcid string) string {
+	return mode + "|" + it.Kind + "|" + it.Instance + "|" + vmcid
+}
 
 func (it DriftItem) describe() string {
 	switch it.Kind {
@@ -226,7 +231,7 @@ func (r *Reconciler) checkDeployment(ctx context.Context, dr state.DeploymentRen
 	r.driftMu.Lock()
 	seen := r.driftSeen[dr.Deployment]
 	for _, it := range found {
-		k := it.key(vmOf[it.Instance])
+		k := it.key(mode, vmOf[it.Instance])
 		seenNow[k] = true
 		if !seen[k] {
 			fresh = append(fresh, it)
@@ -251,7 +256,7 @@ func (r *Reconciler) checkDeployment(ctx context.Context, dr state.DeploymentRen
 		r.driftMu.Lock()
 		for _, it := range fresh {
 			if it.Task == 0 && it.Kind != DriftAgentUnresponsive {
-				delete(r.driftSeen[dr.Deployment], it.key(vmOf[it.Instance]))
+				delete(r.driftSeen[dr.Deployment], it.key(mode, vmOf[it.Instance]))
 			}
 		}
 		r.driftMu.Unlock()

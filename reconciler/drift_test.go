@@ -394,3 +394,39 @@ func TestDriftAfterFailedRollout(t *testing.T) {
 		t.Fatalf("drifts = %+v; want web/1's VM recreated", d)
 	}
 }
+
+// TestDriftReportedThenRepaired: a drift reported while the deployment was drift: report
+// is repaired once a commit switches it to repair, though it never went away; then it is
+// not acted on again.
+func TestDriftReportedThenRepaired(t *testing.T) {
+	h := newDriftHarness(t)
+	o0 := h.inst("other web/0")
+	changed := protocol.State{AgentID: o0.AgentID, JobState: protocol.JobRunning}
+	changed.ConfigurationHash = "hash-by-hand"
+	h.agents.set(o0.AgentID, changed, nil)
+	statusBefore := len(h.repo.statusLog())
+	if d := h.check(); len(d) != 1 || d[0].Mode != DriftReport || d[0].Items[0].Task != 0 {
+		t.Fatalf("drifts in report mode = %+v", d)
+	}
+	if n := len(h.repo.statusLog()) - statusBefore; n != 1 {
+		t.Fatalf("%d status commits for the reported drift; want 1", n)
+	}
+
+	files := templateFiles(t)
+	h.repo.commit("repair other's drift", map[string]string{"bosun.yml": strings.Replace(files["bosun.yml"],
+		"deployments:\n  demo:\n", "deployments:\n  other:\n    drift: repair\n  demo:\n", 1)})
+	h.reconcile(state.RevisionAccepted)
+	d := h.check()
+	if len(d) != 1 || d[0].Mode != DriftRepair || len(d[0].Items) != 1 || d[0].Items[0].Task == 0 {
+		t.Fatalf("drifts once switched to repair = %+v; want other's web/0 repaired", d)
+	}
+	if diff := cmp.Diff([]string{restartTask("other", "web", o0.ID)}, h.queued()); diff != "" {
+		t.Errorf("queued tasks (-want +got):\n%s", diff)
+	}
+	if again := h.check(); len(again) != 0 {
+		t.Errorf("the repaired drift was acted on again: %+v", again)
+	}
+	if n := len(h.repo.statusLog()) - statusBefore; n != 1 {
+		t.Errorf("%d status commits; want only the report's", n)
+	}
+}
