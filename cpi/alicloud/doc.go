@@ -3,10 +3,9 @@
 // groups, private addresses for manual networks, EIPs for vip networks, load
 // balancer backends (CLB default server groups and VServer groups, NLB server
 // groups, joined once the instance runs; NLB groups are left before release,
-// CLB drops released instances itself), cloud disks
-// and snapshots (resized in place; update_disk changes category and performance
-// level with ModifyDiskSpec), images imported from OSS or light stemcells naming an
-// image per region.
+// CLB drops released instances itself), cloud disks and snapshots (resized in
+// place; update_disk changes category and performance level with ModifyDiskSpec),
+// images imported from OSS or light stemcells naming an image per region.
 //
 // It follows BOSH's Alibaba Cloud CPI where behaviour is visible from outside: the
 // global configuration and cloud_properties keys have its names; an instance is
