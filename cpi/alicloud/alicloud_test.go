@@ -47,7 +47,7 @@ type env struct {
 func baseConfig(cloud *fakealicloud.Cloud) alicloud.Config {
 	return alicloud.Config{
 		Region: fakealicloud.Region, AccessKeyID: fakealicloud.AccessKeyID, AccessKeySecret: fakealicloud.AccessKeySecret,
-		ECSEndpoint: cloud.URL(), VPCEndpoint: cloud.URL(),
+		ECSEndpoint: cloud.URL(), VPCEndpoint: cloud.URL(), SLBEndpoint: cloud.URL(), NLBEndpoint: cloud.URL(),
 		StateTimeout: 10, WaitResourcePollInterval: 0.001,
 		RetryConfig:       alicloud.RetryConfig{MaxAttempts: 4, SleepDuration: 0.001, MaxSleep: 0.01},
 		ConnectionOptions: alicloud.ConnectionOptions{ReadTimeout: 2},

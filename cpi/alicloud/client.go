@@ -21,6 +21,7 @@ import (
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/responses"
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/ecs"
+	"github.com/aliyun/alibaba-cloud-sdk-go/services/slb"
 
 	"github.com/bosun-gitops/bosun/cpi"
 )
@@ -33,10 +34,12 @@ type CPI struct {
 	cred auth.Credential
 	ecs  endpoint
 	vpc  endpoint
+	slb  endpoint
+	nlb  endpoint
 }
 
 type endpoint struct {
-	product      string // "ecs", "vpc": how errors name the API
+	product      string // "ecs", "vpc", "slb", "nlb": how errors name the API
 	scheme, host string
 }
 
@@ -70,10 +73,15 @@ func New(cfg Config, log *slog.Logger) (*CPI, error) {
 		c.ecs.host = "ecs." + cfg.Region + ".aliyuncs.com"
 	}
 	c.vpc = endpoint{product: "vpc", scheme: "HTTPS", host: "vpc." + cfg.Region + ".aliyuncs.com"}
+	c.slb = endpoint{product: "slb", scheme: "HTTPS", host: slb.GetEndpointMap()[cfg.Region]}
+	if c.slb.host == "" {
+		c.slb.host = "slb." + cfg.Region + ".aliyuncs.com"
+	}
+	c.nlb = endpoint{product: "nlb", scheme: "HTTPS", host: "nlb." + cfg.Region + ".aliyuncs.com"}
 	for _, e := range []struct {
 		s  string
 		to *endpoint
-	}{{cfg.ECSEndpoint, &c.ecs}, {cfg.VPCEndpoint, &c.vpc}} {
+	}{{cfg.ECSEndpoint, &c.ecs}, {cfg.VPCEndpoint, &c.vpc}, {cfg.SLBEndpoint, &c.slb}, {cfg.NLBEndpoint, &c.nlb}} {
 		if scheme, host, _ := parseEndpoint(e.s); host != "" {
 			e.to.scheme, e.to.host = scheme, host
 		}
@@ -187,10 +195,12 @@ func retriable(e *apiError, idempotent bool) bool {
 	switch {
 	case strings.HasPrefix(e.Code, "Throttling"), e.Status == http.StatusTooManyRequests:
 		return true // refused before acting
-	case e.Code == "ServiceUnavailable", e.Status == http.StatusServiceUnavailable:
+	case e.Code == "ServiceUnavailable", e.Status == http.StatusServiceUnavailable, e.Code == "SystemBusy":
+		return true // SystemBusy: SLB's "try again later"
+	case e.Code == "OperationConflict", e.Code == "LastTokenProcessing", e.Code == "InvalidOperation.Conflict", e.Code == "Conflict.Lock":
+		// Another operation on the resource is in flight; it refused this one.
+		// Conflict.Lock is NLB's, when VMs join one server group at once.
 		return true
-	case e.Code == "OperationConflict", e.Code == "LastTokenProcessing", e.Code == "InvalidOperation.Conflict":
-		return true // another operation on the resource is in flight; it refused this one
 	case e.Status >= 500:
 		return idempotent
 	case e.Status == 0 && e.transport:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -33,11 +34,13 @@ type Config struct {
 	Encrypted bool   `json:"encrypted,omitempty"`
 	KMSKeyID  string `json:"kms_key_id,omitempty"`
 
-	// ECSEndpoint and VPCEndpoint override the regional endpoints: a host
-	// ("ecs.cn-beijing.aliyuncs.com", spoken over HTTPS) or a URL ("http://127.0.0.1:8080"
-	// for a test cloud).
+	// ECSEndpoint, VPCEndpoint, SLBEndpoint and NLBEndpoint override the regional
+	// endpoints: a host ("ecs.cn-beijing.aliyuncs.com", spoken over HTTPS) or a URL
+	// ("http://127.0.0.1:8080" for a test cloud).
 	ECSEndpoint string `json:"ecs_endpoint,omitempty"`
 	VPCEndpoint string `json:"vpc_endpoint,omitempty"`
+	SLBEndpoint string `json:"slb_endpoint,omitempty"`
+	NLBEndpoint string `json:"nlb_endpoint,omitempty"`
 
 	// StateTimeout bounds each wait for a resource to reach a state, in seconds
 	// (default 600: ECS imports and starts are slow).
@@ -132,7 +135,7 @@ func (c *Config) check() error {
 	case c.AccessKeyID == "" || c.AccessKeySecret == "":
 		return errors.New("alicloud config: access_key_id and access_key_secret are required")
 	}
-	for k, v := range map[string]string{"ecs_endpoint": c.ECSEndpoint, "vpc_endpoint": c.VPCEndpoint} {
+	for k, v := range map[string]string{"ecs_endpoint": c.ECSEndpoint, "vpc_endpoint": c.VPCEndpoint, "slb_endpoint": c.SLBEndpoint, "nlb_endpoint": c.NLBEndpoint} {
 		if _, _, err := parseEndpoint(v); err != nil {
 			return fmt.Errorf("alicloud config: %s: %w", k, err)
 		}
@@ -260,6 +263,50 @@ type vmProps struct {
 	SystemDisk       *diskProps        `json:"system_disk,omitempty"`
 	EphemeralDisk    *diskProps        `json:"ephemeral_disk,omitempty"`
 	Tags             map[string]string `json:"tags,omitempty"`
+
+	// Load balancers the VM joins once it runs, with BOSH's keys: CLB (SLB)
+	// instances' default server groups, CLB VServer groups, NLB server groups.
+	SLBs                 []string `json:"slbs,omitempty"`
+	SLBWeight            lbNumber `json:"slb_weight,omitempty"`
+	SLBServerGroup       []string `json:"slb_server_group,omitempty"`
+	SLBServerGroupPort   lbNumber `json:"slb_server_group_port,omitempty"`
+	SLBServerGroupWeight lbNumber `json:"slb_server_group_weight,omitempty"`
+	NLBServerGroupIDs    []string `json:"nlb_server_group_ids,omitempty"`
+	NLBServerGroupPort   lbNumber `json:"nlb_server_group_port,omitempty"`
+	NLBServerGroupWeight lbNumber `json:"nlb_server_group_weight,omitempty"`
+}
+
+// lbNumber is a port or weight as BOSH's CPI takes it (a json.Number there): a
+// number or a string of digits. It is checked, with its key named, by checkLBs.
+type lbNumber string
+
+func (n *lbNumber) UnmarshalJSON(b []byte) error {
+	var num json.Number
+	if err := json.Unmarshal(b, &num); err == nil {
+		*n = lbNumber(num)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		// An UnmarshalTypeError gets the key filled in by the decoder.
+		return &json.UnmarshalTypeError{Value: jsonKind(b), Type: reflect.TypeFor[int]()}
+	}
+	*n = lbNumber(s)
+	return nil
+}
+
+func jsonKind(b []byte) string {
+	switch b = bytes.TrimSpace(b); {
+	case len(b) == 0:
+		return "nothing"
+	case b[0] == '{':
+		return "object"
+	case b[0] == '[':
+		return "array"
+	case b[0] == 't' || b[0] == 'f':
+		return "bool"
+	}
+	return "null"
 }
 
 // netProps are a network subnet's cloud_properties.

@@ -1,9 +1,11 @@
 // Package alicloud is the Alibaba Cloud CPI, built on alibaba-cloud-sdk-go (V1,
-// services/ecs and services/vpc): ECS instances from images, VSwitches and security
-// groups, private addresses for manual networks, EIPs for vip networks, cloud disks
-// and snapshots (resized in place; update_disk changes category and performance
-// level with ModifyDiskSpec), images imported from OSS or light stemcells naming an
-// image per region.
+// services/ecs, vpc, slb and nlb): ECS instances from images, VSwitches and security
+// groups, private addresses for manual networks, EIPs for vip networks, load
+// balancer backends (CLB default server groups and VServer groups, NLB server
+// groups, joined once the instance runs; NLB groups are left before release,
+// CLB drops released instances itself), cloud disks and snapshots (resized in
+// place; update_disk changes category and performance level with ModifyDiskSpec),
+// images imported from OSS or light stemcells naming an image per region.
 //
 // It follows BOSH's Alibaba Cloud CPI where behaviour is visible from outside: the
 // global configuration and cloud_properties keys have its names; an instance is
@@ -19,7 +21,7 @@
 //
 // Errors: every answer other than success becomes a *cpi.Error whose message names
 // the API call, the status, the error code and the request id. Throttling*,
-// ServiceUnavailable and conflicts are retried with bounded exponential backoff and
+// ServiceUnavailable, SystemBusy and conflicts (NLB's Conflict.Lock too) are retried with bounded exponential backoff and
 // jitter; other 5xx and lost answers only for idempotent requests (Describe*, and
 // creates carrying a ClientToken, which ECS answers with the same resource); quota
 // and parameter errors never. create_vm says ok_to_retry only when the cloud made

@@ -66,12 +66,14 @@ type vmRequest struct {
 	vswitch  vpc.VSwitch
 	sysDisk  diskProps
 	ephDisk  *diskProps
+	lbs      lbPlan
 	userData func(cpi.Networks, string) ([]byte, error)
 }
 
 // CreateVM implements cpi.CPI: the instance is created stopped, joins its extra
 // security groups, gets the agent's settings as UserData, is started and waited for
-// until Running, and takes its EIPs. Any failure after the create deletes it.
+// until Running, takes its EIPs and joins the load balancers its vm_type names.
+// Any failure after the create deletes it.
 func (c *CPI) CreateVM(ctx context.Context, spec cpi.VMSpec) (cpi.VMCID, cpi.Networks, error) {
 	const method = "create_vm"
 	subject := "agent " + spec.AgentID
@@ -172,8 +174,13 @@ func (c *CPI) checkVM(req *vmRequest) error {
 	if p.KeyPairName != "" && p.Password != "" {
 		return errors.New("set key_pair_name or password, not both")
 	}
-	if len(p.Tags) > maxTags-2 {
-		return fmt.Errorf("%d tags: ECS keeps %d per instance and the CPI uses 2", len(p.Tags), maxTags)
+	lbs, err := checkLBs(p)
+	if err != nil {
+		return err
+	}
+	req.lbs = lbs
+	if own := len(cpiTags(req.lbs)); len(p.Tags) > maxTags-own {
+		return fmt.Errorf("%d tags: ECS keeps %d per instance and the CPI uses %d", len(p.Tags), maxTags, own)
 	}
 	for k := range p.Tags {
 		if err := checkTagKey(k); err != nil {
@@ -230,8 +237,16 @@ func (c *CPI) checkVM(req *vmRequest) error {
 		n.IP = "255.255.255.255"
 		nets[req.private] = n
 	}
-	_, err := req.userData(nets, "i-"+strings.Repeat("x", 22))
+	_, err = req.userData(nets, "i-"+strings.Repeat("x", 22))
 	return err
+}
+
+// cpiTags are the keys of the CPI's own tags on an instance.
+func cpiTags(l lbPlan) []string {
+	if len(l.nlbGroups) > 0 {
+		return []string{agentTag, tokenTag, nlbTag}
+	}
+	return []string{agentTag, tokenTag}
 }
 
 // checkTagKey refuses what ECS refuses in a tag key.
@@ -351,6 +366,11 @@ func (c *CPI) createInstance(ctx context.Context, req vmRequest) (cpi.VMCID, cpi
 	}
 	r.RamRoleName = p.RAMRoleName
 	tags := []ecs.CreateInstanceTag{{Key: agentTag, Value: clipTag(spec.AgentID)}, {Key: tokenTag, Value: token}}
+	if len(req.lbs.nlbGroups) > 0 {
+		// Tagged from the start, so that whatever deletes the instance (a failed
+		// create_vm included) takes it out of the NLB server groups first.
+		tags = append(tags, ecs.CreateInstanceTag{Key: nlbTag, Value: "true"})
+	}
 	for _, k := range slices.Sorted(maps.Keys(p.Tags)) {
 		tags = append(tags, ecs.CreateInstanceTag{Key: k, Value: clipTag(p.Tags[k])})
 	}
@@ -439,6 +459,9 @@ func (c *CPI) createInstance(ctx context.Context, req vmRequest) (cpi.VMCID, cpi
 		if err := c.associateEIP(ctx, nets[name].IP, id); err != nil {
 			return failed(fmt.Errorf("vip network %q: %w", name, err))
 		}
+	}
+	if err := c.registerLBs(ctx, req.lbs, id); err != nil {
+		return failed(err)
 	}
 	c.log.Info("created VM", "vm_cid", id, "agent_id", spec.AgentID, "instance", cpi.InstanceFrom(ctx), "zone", req.zone)
 	return vm, nets, false, nil
@@ -557,7 +580,7 @@ func (c *CPI) deleteByToken(ctx context.Context, token string) {
 
 // deleteInstance releases the instance (with its system and ephemeral disks; ECS
 // detaches the others) and waits until ECS no longer has it. An instance already
-// gone is not an error.
+// gone is not an error. One create_vm put in NLB server groups leaves them first.
 func (c *CPI) deleteInstance(ctx context.Context, id string) error {
 	inst, err := c.describeInstance(ctx, id)
 	if err != nil || inst == nil {
@@ -568,6 +591,13 @@ func (c *CPI) deleteInstance(ctx context.Context, id string) error {
 		ur.AllocationId, ur.InstanceId, ur.InstanceType = a, id, "EcsInstance"
 		if err := c.do(ctx, call{ep: c.vpc}, ur, vpc.CreateUnassociateEipAddressResponse()); err != nil && !codeIs(err, "InvalidAllocationId.NotFound", "IncorrectEipStatus") {
 			return fmt.Errorf("release EIP %s: %w", inst.EipAddress.IpAddress, err)
+		}
+	}
+	for _, t := range inst.Tags.Tag {
+		if t.TagKey == nlbTag {
+			if err := c.deregisterNLB(ctx, id); err != nil {
+				return err
+			}
 		}
 	}
 	dr := ecs.CreateDeleteInstanceRequest()
@@ -752,7 +782,7 @@ func (c *CPI) addTags(ctx context.Context, kind, id string, md cpi.Metadata, hav
 	var dropped []string
 	for _, k := range slices.Sorted(maps.Keys(md)) {
 		switch {
-		case k == agentTag || k == tokenTag || checkTagKey(k) != nil:
+		case k == agentTag || k == tokenTag || k == nlbTag || checkTagKey(k) != nil:
 			continue
 		case !existing[k] && room <= 0:
 			dropped = append(dropped, k)
@@ -793,7 +823,7 @@ func (c *CPI) ListVMs(ctx context.Context) ([]cpi.VMInfo, error) {
 			switch t.TagKey {
 			case agentTag:
 				info.AgentID = t.TagValue
-			case tokenTag:
+			case tokenTag, nlbTag:
 			default:
 				info.Metadata[t.TagKey] = t.TagValue
 			}

@@ -66,9 +66,10 @@ func (c *Cloud) advanceInstance(i *Instance) {
 }
 
 // release removes the instance: its own disks go, the others are detached, its EIP
-// is freed.
+// is freed, CLBs drop it from their backends.
 func (c *Cloud) release(i *Instance) {
 	delete(c.instances, i.ID)
+	c.releaseBackends(i.ID)
 	for id, d := range c.disks {
 		if d.Instance != i.ID {
 			continue

@@ -1,6 +1,7 @@
 // Package fakealicloud is an Alibaba Cloud region in one httptest server, for tests:
-// the ECS (2014-05-26) and VPC (2016-04-28) RPC APIs as alibaba-cloud-sdk-go speaks
-// them — Action and signed parameters in the query, JSON answers with a RequestId,
+// the ECS (2014-05-26) and VPC (2016-04-28) RPC APIs, and the backend calls of SLB
+// (CLB, 2014-05-15) and NLB (2022-04-30), as alibaba-cloud-sdk-go speaks
+// them — Action and signed parameters in the query (NLB's in the form body), JSON answers with a RequestId,
 // errors as {"Code","Message","RequestId"} with the real codes. It checks each
 // request's AccessKeyId and HMAC-SHA1 signature (and refuses a reused nonce), keeps
 // state that advances per poll (instances Pending → Stopped, Starting → Running;
@@ -8,7 +9,8 @@
 // Creating → Available; snapshots progressing → accomplished; EIPs Associating →
 // InUse), honours ClientToken idempotency, rejects what ECS rejects (unknown image,
 // instance type, zone, VSwitch, security group or key pair; an address in use; a
-// VSwitch with no free address; quota; UserData over 32 KiB; wrong states), injects
+// VSwitch with no free address; quota; UserData over 32 KiB; wrong states; an unknown
+// load balancer or server group, a backend added twice), injects
 // faults (any status and code, slow or dropped answers, failures after acting) and
 // logs every request without its secrets or user data.
 //
@@ -176,7 +178,8 @@ type Cloud struct {
 	images    map[string]*Image
 	snapshots map[string]*Snapshot
 	eips      []*Eip
-	tokens    map[string]string // ClientToken → resource id
+	lbs       map[string]*lbGroup // CLBs, VServer groups, NLB server groups by id
+	tokens    map[string]string   // ClientToken → resource id
 	faults    []*Fault
 	log       []Request
 	fate      string
@@ -207,7 +210,7 @@ func New(t testing.TB, opts Options) *Cloud {
 		keyPairs:  []string{KeyPair},
 		oss:       map[string]bool{OSSBucket + "/" + OSSObject: true},
 		instances: map[string]*Instance{}, disks: map[string]*Disk{}, images: map[string]*Image{},
-		snapshots: map[string]*Snapshot{}, tokens: map[string]string{},
+		snapshots: map[string]*Snapshot{}, tokens: map[string]string{}, lbs: seedLBs(),
 		eips: []*Eip{{AllocationID: "eip-bosun-1", IP: EIP, Status: "Available"}, {AllocationID: "eip-bosun-2", IP: EIP2, Status: "Available"}},
 	}
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))
@@ -215,14 +218,14 @@ func New(t testing.TB, opts Options) *Cloud {
 	return c
 }
 
-// URL is the region's endpoint for ECS and VPC alike ("http://127.0.0.1:port").
+// URL is the region's endpoint for ECS, VPC, SLB and NLB alike ("http://127.0.0.1:port").
 func (c *Cloud) URL() string { return c.srv.URL }
 
 // ConfigJSON is an Alibaba Cloud CPI config (alicloud.ParseConfig, `bosun cpi serve
 // alicloud --config`) for this region, polling fast as a test wants.
 func (c *Cloud) ConfigJSON() []byte {
 	b, _ := json.Marshal(map[string]any{"region": Region, "access_key_id": AccessKeyID, "access_key_secret": AccessKeySecret,
-		"ecs_endpoint": c.URL(), "vpc_endpoint": c.URL(), "wait_resource_poll_interval": 0.005, "state_timeout": 30,
+		"ecs_endpoint": c.URL(), "vpc_endpoint": c.URL(), "slb_endpoint": c.URL(), "nlb_endpoint": c.URL(), "wait_resource_poll_interval": 0.005, "state_timeout": 30,
 		"retry_config": map[string]any{"sleep_duration": 0.01, "max_sleep": 0.05}})
 	return b
 }
@@ -474,6 +477,12 @@ func init() {
 	}
 	for name, fn := range vpcActions {
 		actions[name] = handler{vpcVersion, fn}
+	}
+	for name, fn := range slbActions {
+		actions[name] = handler{slbVersion, fn}
+	}
+	for name, fn := range nlbActions {
+		actions[name] = handler{nlbVersion, fn}
 	}
 }
 

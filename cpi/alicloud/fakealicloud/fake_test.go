@@ -12,6 +12,8 @@ import (
 	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/ecs"
+	"github.com/aliyun/alibaba-cloud-sdk-go/services/nlb"
+	"github.com/aliyun/alibaba-cloud-sdk-go/services/slb"
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/vpc"
 
 	"github.com/bosun-gitops/bosun/cpi/alicloud/fakealicloud"
@@ -130,5 +132,105 @@ func TestAddVSwitch(t *testing.T) {
 	}
 	if v := resp.VSwitches.VSwitch; len(v) != 1 || v[0].CidrBlock != "127.1.2.0/24" || v[0].ZoneId != fakealicloud.ZoneB {
 		t.Errorf("DescribeVSwitches %s = %+v", id, v)
+	}
+}
+
+// TestLoadBalancerBackends: SLB and NLB refuse an unknown load balancer or group
+// and a backend added twice, with their codes; NLB answers a repeated ClientToken
+// with the first answer; a released instance leaves CLBs but not NLB groups.
+func TestLoadBalancerBackends(t *testing.T) {
+	c := fakealicloud.New(t, fakealicloud.Options{Polls: 1})
+	cl := client(t, c, fakealicloud.AccessKeySecret)
+	cr := ecs.CreateCreateInstanceRequest()
+	cr.ImageId, cr.InstanceType, cr.ZoneId = c.AddImage("img", "Available"), "ecs.g6.large", fakealicloud.ZoneA
+	cr.VSwitchId, cr.SecurityGroupId = fakealicloud.VSwitchA, fakealicloud.SecurityGroup
+	inst, err := cl.CreateInstance(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := inst.InstanceId
+	domain := strings.TrimPrefix(c.URL(), "http://")
+	conf := sdk.NewConfig()
+	conf.Scheme = "HTTP"
+	cred := &credentials.AccessKeyCredential{AccessKeyId: fakealicloud.AccessKeyID, AccessKeySecret: fakealicloud.AccessKeySecret}
+	sc, err := slb.NewClientWithOptions(fakealicloud.Region, conf, cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Domain = domain
+	nc, err := nlb.NewClientWithOptions(fakealicloud.Region, conf, cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Domain = domain
+
+	add := func(lb string) error {
+		r := slb.CreateAddBackendServersRequest()
+		r.LoadBalancerId, r.BackendServers = lb, `[{"ServerId":"`+id+`","Weight":"100","Type":"ecs"}]`
+		_, err := sc.AddBackendServers(r)
+		return err
+	}
+	if err := add("lb-nope"); code(err) != "InvalidLoadBalancerId.NotFound" {
+		t.Errorf("unknown CLB: %v", err)
+	}
+	if err := add(fakealicloud.SLB); err != nil {
+		t.Fatal(err)
+	}
+	if err := add(fakealicloud.SLB); code(err) != "BackendServer.AlreadyExist" {
+		t.Errorf("backend added twice: %v", err)
+	}
+	vr := slb.CreateAddVServerGroupBackendServersRequest()
+	vr.VServerGroupId, vr.BackendServers = fakealicloud.VServerGroup, `[{"ServerId":"`+id+`","Weight":"100","Type":"ecs"}]`
+	if _, err := sc.AddVServerGroupBackendServers(vr); code(err) != "MissingParameter" {
+		t.Errorf("VServer backend without a port: %v", err)
+	}
+
+	nadd := func(group, token string) error {
+		r := nlb.CreateAddServersToServerGroupRequest()
+		r.ServerGroupId, r.ClientToken = group, token
+		r.Servers = &[]nlb.AddServersToServerGroupServers{{ServerId: id, ServerType: "Ecs", Port: "80"}}
+		_, err := nc.AddServersToServerGroup(r)
+		return err
+	}
+	if err := nadd("sgp-nope", ""); code(err) != "ResourceNotFound.serverGroup" {
+		t.Errorf("unknown NLB group: %v", err)
+	}
+	if err := nadd(fakealicloud.NLBServerGroup, "t-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := nadd(fakealicloud.NLBServerGroup, "t-1"); err != nil {
+		t.Errorf("same ClientToken again: %v", err)
+	}
+	if err := nadd(fakealicloud.NLBServerGroup, "t-2"); code(err) != "ResourceAlreadyAssociated.backendServer" {
+		t.Errorf("NLB backend added twice: %v", err)
+	}
+	if got := c.Backends(fakealicloud.NLBServerGroup); len(got) != 1 || got[0].Weight != 100 {
+		t.Errorf("NLB backends = %+v", got)
+	}
+	lr := nlb.CreateListServerGroupServersRequest()
+	lr.ServerIds = &[]string{id}
+	list, err := nc.ListServerGroupServers(lr)
+	if err != nil || len(list.Servers) != 1 || list.Servers[0].ServerGroupId != fakealicloud.NLBServerGroup || list.Servers[0].Port != 80 {
+		t.Errorf("ListServerGroupServers = %+v, %v", list, err)
+	}
+
+	for range 3 { // Pending → Stopped
+		if _, err := cl.DescribeInstances(ecs.CreateDescribeInstancesRequest()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dr := ecs.CreateDeleteInstanceRequest()
+	dr.InstanceId, dr.Force = id, requests.NewBoolean(true)
+	if _, err := cl.DeleteInstance(dr); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		di := ecs.CreateDescribeInstancesRequest()
+		if _, err := cl.DescribeInstances(di); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.Instances()) != 0 || len(c.Backends(fakealicloud.SLB)) != 0 || len(c.Backends(fakealicloud.NLBServerGroup)) != 1 {
+		t.Errorf("after release: instances %+v, CLB %+v, NLB %+v", c.Instances(), c.Backends(fakealicloud.SLB), c.Backends(fakealicloud.NLBServerGroup))
 	}
 }
