@@ -95,6 +95,9 @@ type Drift struct {
 	Task      int64
 	// Items is every drift found (VMs missing included), by instance name.
 	Items []DriftItem
+	// Meltdown is set when too many VMs were missing at once to recreate any: the drift
+	// was reported, as in report mode.
+	Meltdown bool
 }
 
 // DriftItem is one instance's drift.
@@ -249,8 +252,25 @@ func (r *Reconciler) checkDeployment(ctx context.Context, dr state.DeploymentRen
 			d.Names = append(d.Names, it.Name)
 		}
 	}
-	if mode == DriftReport {
-		r.reportDrift(ctx, dr, fresh)
+	missing, total := 0, 0
+	for _, in := range insts {
+		if in.State != state.InstanceDetached {
+			total++
+		}
+	}
+	for _, it := range found {
+		if it.Kind == DriftVMMissing {
+			missing++
+		}
+	}
+	meltdown := ""
+	if m := r.cfg.DriftMeltdown; mode == DriftRepair && missing >= m.MinDown && float64(missing) >= m.Percent*float64(total) {
+		meltdown = fmt.Sprintf("meltdown: %d of %d VMs missing at once, so none is recreated (fix the cloud, then bosun cck)", missing, total)
+		r.log.Warn("drift check: meltdown, reporting instead of repairing", "deployment", dr.Deployment, "missing", missing, "instances", total)
+	}
+	if mode == DriftReport || meltdown != "" {
+		d.Meltdown = meltdown != ""
+		r.reportDrift(ctx, dr, fresh, meltdown)
 	} else if err := r.repairDrift(ctx, dr, &d, fresh); err != nil {
 		// Forget what was not acted on, so the next check tries again.
 		r.driftMu.Lock()
@@ -341,7 +361,7 @@ func shortHash(h string) string {
 }
 
 // reportDrift commits one drifted status naming every new drift of the deployment.
-func (r *Reconciler) reportDrift(ctx context.Context, dr state.DeploymentRender, items []DriftItem) {
+func (r *Reconciler) reportDrift(ctx context.Context, dr state.DeploymentRender, items []DriftItem, why string) {
 	var missing, parts []string
 	for _, it := range items {
 		if it.Kind == DriftVMMissing {
@@ -372,7 +392,7 @@ func (r *Reconciler) reportDrift(ctx context.Context, dr state.DeploymentRender,
 	now := r.cfg.Now()
 	r.writeStatus(ctx, status.Outcome{Deployment: dr.Deployment, SourceCommit: dr.Revision, Result: status.Drifted,
 		StartedAt: now, FinishedAt: now,
-		Summary: fmt.Sprintf("drift: %s; reported only, as bosun.yml says", strings.Join(parts, "; ")),
+		Summary: fmt.Sprintf("drift: %s; %s", strings.Join(parts, "; "), firstNonEmpty(why, "reported only, as bosun.yml says")),
 		Error:   f})
 }
 
@@ -434,4 +454,11 @@ func (r *Reconciler) rolloutFailed(ctx context.Context, deployment string) bool 
 		}
 	}
 	return false
+}
+
+// Meltdown is the point at which missing VMs are too many to recreate: at least MinDown
+// instances and Percent (0 to 1) of the deployment's.
+type Meltdown struct {
+	MinDown int
+	Percent float64
 }

@@ -430,3 +430,29 @@ func TestDriftReportedThenRepaired(t *testing.T) {
 		t.Errorf("%d status commits; want only the report's", n)
 	}
 }
+
+// TestDriftMeltdownReportsInsteadOfRecreating: when too many of a repair-mode
+// deployment's VMs are missing at once (a cloud outage, a cloud API gone wrong), the
+// drift check recreates none and reports, as the health monitor's meltdown guard does.
+func TestDriftMeltdownReportsInsteadOfRecreating(t *testing.T) {
+	h := newDriftHarness(t)
+	h.r.cfg.DriftMeltdown = Meltdown{MinDown: 2, Percent: 0.5}
+	w0, w1 := h.inst("demo web/0"), h.inst("demo web/1")
+	h.cloud.lose(w0.VMCID)
+	h.cloud.lose(w1.VMCID)
+	statusBefore := len(h.repo.statusLog())
+	d := h.check()
+	if len(d) != 1 || !d[0].Meltdown || d[0].Task != 0 || len(d[0].Items) != 2 {
+		t.Fatalf("drifts = %+v; want both missing VMs reported, none recreated", d)
+	}
+	if q := h.queued(); len(q) != 0 {
+		t.Errorf("queued tasks in a meltdown: %v", q)
+	}
+	log := h.repo.statusLog()
+	if len(log)-statusBefore != 1 || !strings.Contains(log[0], "meltdown: 2 of 2 VMs missing") {
+		t.Errorf("newest status commit of %d: %q", len(log)-statusBefore, log[0])
+	}
+	if again := h.check(); len(again) != 0 {
+		t.Errorf("the meltdown was acted on again: %+v", again)
+	}
+}

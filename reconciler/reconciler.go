@@ -121,6 +121,11 @@ type Config struct {
 	// Cloud enables the drift check every DriftInterval (default 1m); nil disables it.
 	Cloud         Cloud
 	DriftInterval time.Duration
+	// DriftMeltdown keeps the drift check from recreating VMs when many of a deployment's
+	// are missing at once (a cloud outage, a cloud API answering wrongly): then it
+	// reports, as the health monitor's meltdown guard alerts rather than resurrects.
+	// Zero: at least 5 instances and 20% of the deployment, the monitor's defaults.
+	DriftMeltdown Meltdown
 	// Agents adds the agents' side to the drift check (get_state of every instance whose
 	// VM exists) and enables it like Cloud does; nil checks VMs only.
 	Agents Agents
@@ -204,6 +209,12 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.DriftMeltdown.MinDown <= 0 {
+		cfg.DriftMeltdown.MinDown = 5
+	}
+	if cfg.DriftMeltdown.Percent <= 0 {
+		cfg.DriftMeltdown.Percent = 0.2
 	}
 	if cfg.DriftInterval <= 0 {
 		cfg.DriftInterval = time.Minute

@@ -68,6 +68,8 @@ type director struct {
 	waitingFor string
 	// monitor is the health monitor (nil with --no-health).
 	monitor *hm.Monitor
+	// meltdown is the monitor's meltdown thresholds, which the drift check keeps too.
+	meltdown reconciler.Meltdown
 	// blobSigner signs the blob URLs agents of a CPI other than local fetch and store
 	// through (director_blobstore.go); nil for the local CPI, whose agents read the
 	// blobs directory.

@@ -10,6 +10,7 @@ import (
 	"github.com/bosun-gitops/bosun/bus"
 	"github.com/bosun-gitops/bosun/cpi"
 	hm "github.com/bosun-gitops/bosun/health"
+	"github.com/bosun-gitops/bosun/reconciler"
 	"github.com/nats-io/nats.go"
 )
 
@@ -64,6 +65,9 @@ func (h *healthFlags) config() (hm.Config, error) {
 // one holding the monitor's advisory lock analyses, alerts and queues resurrect tasks
 // (handled by the reconciler's workers like any deploy). It sets d.monitor, nil when off.
 func startHealth(d *director, f healthFlags) error {
+	// The drift check's repairs keep to the monitor's meltdown thresholds, also when
+	// the monitor is off.
+	d.meltdown = reconciler.Meltdown{MinDown: f.meltdownMin, Percent: f.meltdownPercent / 100}
 	if f.off {
 		return nil
 	}

@@ -124,7 +124,7 @@ func setupReconciler(d *director) error {
 	}
 	cfg := reconciler.Config{
 		Source: src, Watcher: watcher, Store: d.store, Gate: gate,
-		Converger: conv, Status: sw, StatusBranch: sw.Branch(), Blobs: blobs, DriftInterval: f.drift, Logger: log, Suspensions: d.store, OnAccepted: d.applyResurrection,
+		Converger: conv, Status: sw, StatusBranch: sw.Branch(), Blobs: blobs, DriftInterval: f.drift, DriftMeltdown: d.meltdown, Logger: log, Suspensions: d.store, OnAccepted: d.applyResurrection,
 		Renderer: &reconciler.Renderer{Vars: vault, Releases: &reconciler.Releases{CacheDir: filepath.Join(d.dataDir, "cache")}},
 	}
 	if cloud != nil {
