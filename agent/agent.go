@@ -81,6 +81,13 @@ func New(s Settings, t protocol.Transport, opts Options) (*Agent, error) {
 		}
 		a.store = st
 	}
+	// Signed URLs are verified against the blobstore's own CA when the settings give
+	// one, and against the system roots only when they do not.
+	hc, err := signed.NewClient([]byte(s.Blobstore.CA()))
+	if err != nil {
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	a.http = hc
 	if b, err := os.ReadFile(a.paths.specFile()); err == nil {
 		if err := json.Unmarshal(b, &a.spec); err != nil {
 			return nil, fmt.Errorf("start agent: read applied spec %s: %w", a.paths.specFile(), err)

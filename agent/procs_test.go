@@ -136,6 +136,7 @@ func FuzzParseBPM(f *testing.F) {
 func FuzzParseSettings(f *testing.F) {
 	f.Add(`{"agent_id":"a","mbus":"nats://u:p@h:1","blobstore":{"provider":"local","options":{"blobstore_path":"/b"}},"env":{"bosun":{"heartbeat_interval":"2s"}}}`)
 	f.Add(`{"agent_id":"a","mbus":"x","env":{"bosun":{"heartbeat_interval":3}}}`)
+	f.Add(`{"agent_id":"a","mbus":"x","blobstore":{"provider":"dav","options":{"endpoint":"https://h","tls":{"cert":{"ca":"x"}}}}}`)
 	f.Add("{\n\"agent_id\": ,}")
 	f.Fuzz(func(t *testing.T, in string) {
 		s, err := ParseSettings([]byte(in))

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/bosun-gitops/bosun/blobstore/signed"
 )
 
 // Settings is BOSH's settings.json (bosh-spec §8.8), the part this agent uses.
@@ -25,11 +27,23 @@ type Settings struct {
 }
 
 // BlobstoreSettings names the agent's own blobstore. Provider "local" reads
-// options.blobstore_path (BOSH's local provider); without one, blobs come only through
-// signed URLs.
+// options.blobstore_path (BOSH's local provider). Provider "dav" is the director's
+// blobstore, as BOSH's director hands it to agents: options.endpoint is its URL and
+// options.tls.cert.ca the PEM CA its certificate chains to; this agent holds no
+// credentials for it and reaches it only through the signed URLs the director sends.
+// Without a provider, blobs come only through signed URLs, too.
 type BlobstoreSettings struct {
 	Provider string         `json:"provider"`
 	Options  map[string]any `json:"options"`
+}
+
+// CA is options.tls.cert.ca (BOSH's dav blobstore option): the PEM certificates signed
+// blob URLs are verified against, in place of the system roots. Empty when not given.
+func (b BlobstoreSettings) CA() string {
+	t, _ := b.Options["tls"].(map[string]any)
+	c, _ := t["cert"].(map[string]any)
+	ca, _ := c["ca"].(string)
+	return ca
 }
 
 // Network is one entry of settings' networks.
@@ -106,8 +120,22 @@ func ParseSettings(b []byte) (Settings, error) {
 	if s.Mbus == "" {
 		return s, fmt.Errorf("mbus is missing")
 	}
-	if s.Blobstore.Provider != "" && s.Blobstore.Provider != "local" {
-		return s, fmt.Errorf("blobstore.provider %q is not supported: use \"local\" or signed URLs", s.Blobstore.Provider)
+	switch s.Blobstore.Provider {
+	case "", "local", "dav":
+	default:
+		return s, fmt.Errorf("blobstore.provider %q is not supported: use \"local\", or \"dav\" or none for signed URLs", s.Blobstore.Provider)
+	}
+	if t, ok := s.Blobstore.Options["tls"]; ok {
+		tm, _ := t.(map[string]any)
+		c, _ := tm["cert"].(map[string]any)
+		if _, ok := c["ca"].(string); !ok {
+			return s, fmt.Errorf("blobstore.options.tls: want {\"cert\": {\"ca\": \"<PEM>\"}}")
+		}
+	}
+	if ca := s.Blobstore.CA(); ca != "" {
+		if _, err := signed.CertPool([]byte(ca)); err != nil {
+			return s, fmt.Errorf("blobstore.options.tls.cert.ca: %w", err)
+		}
 	}
 	if s.Blobstore.Provider == "local" {
 		if p, _ := s.Blobstore.Options["blobstore_path"].(string); p == "" {

@@ -1,0 +1,146 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bosun-gitops/bosun/blobstore/local"
+	"github.com/bosun-gitops/bosun/blobstore/signed"
+)
+
+// davSettings are settings.json with the blobstore section the director gives cloud
+// agents (BOSH's dav shape, without credentials).
+func davSettings(t *testing.T, endpoint string, ca []byte) []byte {
+	t.Helper()
+	opts := map[string]any{"endpoint": endpoint}
+	if ca != nil {
+		opts["tls"] = map[string]any{"cert": map[string]any{"ca": string(ca)}}
+	}
+	b, err := json.Marshal(map[string]any{"agent_id": "a1", "mbus": "nats://x", "blobstore": map[string]any{"provider": "dav", "options": opts}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSettingsBlobstoreCA(t *testing.T) {
+	_, ca := testCA(t)
+	s, err := ParseSettings(davSettings(t, "https://10.0.0.5:25250", ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(ca), s.Blobstore.CA()); diff != "" {
+		t.Errorf("CA (-want +got):\n%s", diff)
+	}
+	if s, err := ParseSettings(davSettings(t, "https://10.0.0.5:25250", nil)); err != nil || s.Blobstore.CA() != "" {
+		t.Errorf("no CA: %v, CA %q", err, s.Blobstore.CA())
+	}
+	for _, tc := range []struct{ in, err string }{
+		{`{"agent_id":"a","mbus":"x","blobstore":{"provider":"dav","options":{"tls":{"cert":{"ca":"hello"}}}}}`, "blobstore.options.tls.cert.ca: blobstore CA: no PEM certificate"},
+		{`{"agent_id":"a","mbus":"x","blobstore":{"provider":"dav","options":{"tls":{"cert":{"ca":7}}}}}`, `blobstore.options.tls: want {"cert": {"ca": "<PEM>"}}`},
+		{`{"agent_id":"a","mbus":"x","blobstore":{"provider":"dav","options":{"tls":"yes"}}}`, `blobstore.options.tls: want`},
+		{`{"agent_id":"a","mbus":"x","blobstore":{"provider":"dav","options":{"tls":{"cert":{"ca":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}}}}}`, `"PRIVATE KEY" block`},
+	} {
+		if _, err := ParseSettings([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("ParseSettings(%s) = %v, want %q", tc.in, err, tc.err)
+		}
+	}
+}
+
+// The agent's signed-URL client trusts exactly the CA in its settings: it fetches from
+// the director's blobstore and refuses a server whose certificate another CA signed (a
+// machine on the VMs' network answering for the director).
+func TestAgentClientTrustsSettingsCA(t *testing.T) {
+	ctx := context.Background()
+	director, directorCA := testCA(t)
+	impostor, _ := testCA(t)
+	serve := func(cert tls.Certificate) (*signed.Signer, *local.Store) {
+		store, err := local.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := signed.NewSigner([]byte("agent-tls-test-key-0123"), time.Minute, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewUnstartedServer(signed.Handler(store, s, slog.New(slog.DiscardHandler)))
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		s.Base = srv.URL
+		return s, store
+	}
+	good, goodStore := serve(director)
+	bad, badStore := serve(impostor)
+	d, err := goodStore.Put(ctx, strings.NewReader("rendered templates"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := badStore.Put(ctx, strings.NewReader("rendered templates")); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := ParseSettings(davSettings(t, good.Base, directorCA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(s, nil, Options{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.http.Download(ctx, good.SignGet(d), nil, d, io.Discard); err != nil {
+		t.Errorf("from the director's blobstore: %v", err)
+	}
+	if err := a.http.Download(ctx, bad.SignGet(d), nil, d, io.Discard); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Errorf("from a server with another CA: err = %v; want an unknown authority", err)
+	}
+
+	// Without a CA, https URLs are checked with the system roots, which know neither.
+	s, err = ParseSettings(davSettings(t, good.Base, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err = New(s, nil, Options{Root: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.http.Download(ctx, good.SignGet(d), nil, d, io.Discard); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("a private CA's server with the system roots: err = %v; want a certificate error", err)
+	}
+}
+
+// testCA is a self-signed server certificate for 127.0.0.1, its own CA.
+func testCA(t *testing.T) (tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test blobstore"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
