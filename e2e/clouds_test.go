@@ -329,11 +329,11 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 	}
 	answers(t, sf, "Hello from Bosun")
 	before := ids(sf)
-	// Every job, package and template reached the agents over the director's HTTP
+	// Every job, package and template reached the agents over the director's HTTPS
 	// blobstore, and the compiled packages came back through it.
 	served := blobRequests(t, d)
-	if served["GET 200"] == 0 || served["PUT 201"] == 0 {
-		t.Errorf("the HTTP blobstore answered %v; want blob downloads and compile uploads", served)
+	if served["GET 200 https"] == 0 || served["PUT 201 https"] == 0 {
+		t.Errorf("the blobstore answered %v; want blob downloads and compile uploads over TLS", served)
 	}
 	t.Logf("%s: after the first deploy the HTTP blobstore answered %v", c.cpi, served)
 
@@ -349,9 +349,9 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 	if got := ids(sf); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Errorf("instance ids moved: %v → %v", before, got)
 	}
-	// The new templates were fetched over HTTP too.
-	if now := blobRequests(t, d); now["GET 200"] <= served["GET 200"] {
-		t.Errorf("the rollout fetched no blob over HTTP: %v, then %v", served, now)
+	// The new templates were fetched over HTTPS too.
+	if now := blobRequests(t, d); now["GET 200 https"] <= served["GET 200 https"] {
+		t.Errorf("the rollout fetched no blob over HTTPS: %v, then %v", served, now)
 	}
 	// The cloud holds the two instances' VMs and no compilation VM; each runs an agent.
 	awaitVMs(t, c, vms, 2)
@@ -372,10 +372,11 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 		t.Errorf("the cloud answered %d injected faults; want 3 (one throttled create, two failed polls)", n)
 	}
 	// The agents were never told where the blobs lie on disk, so every blob they used came
-	// through a signed URL; the signatures and the key they are made with leak nowhere.
-	agentsUseHTTP(t, run.vmsDir, data)
-	if served := blobRequests(t, d); len(served) != 2 {
-		t.Errorf("the HTTP blobstore answered %v; want only successful downloads and uploads", served)
+	// through a signed URL, over TLS to a certificate of the director's CA; the
+	// signatures, the key they are made with and the TLS keys leak nowhere.
+	agentsUseHTTPS(t, run.vmsDir, data)
+	if served := blobRequests(t, d); len(served) != 2 || served["GET 200 https"] == 0 || served["PUT 201 https"] == 0 {
+		t.Errorf("the blobstore answered %v; want only successful downloads and uploads, over TLS", served)
 	} else {
 		t.Logf("%s: the HTTP blobstore answered %v", c.cpi, served)
 	}
@@ -383,15 +384,24 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	noSecrets(t, append(c.secrets, strings.TrimSpace(string(key)), "sig="), m, d, data)
+	secrets := append(c.secrets, strings.TrimSpace(string(key)), "sig=")
+	for _, f := range []string{"blobstore-ca.key", "blobstore-tls.key"} {
+		b, err := os.ReadFile(filepath.Join(data, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The key's first base64 line stands for all of it.
+		secrets = append(secrets, strings.Split(string(b), "\n")[1])
+	}
+	noSecrets(t, secrets, m, d, data)
 	if out := vms.Output(); strings.Contains(out, "sig=") {
 		t.Errorf("the agents' output holds a signed URL:\n%s", out)
 	}
 	run.stop(t)
 }
 
-// blobRequests reads the director's count of its HTTP blobstore's answers, keyed by
-// "METHOD CODE".
+// blobRequests reads the director's count of its blobstore's answers, keyed by
+// "METHOD CODE SCHEME" (https: over TLS).
 func blobRequests(t *testing.T, d *directorProc) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + d.api + "/metrics")
@@ -409,19 +419,21 @@ func blobRequests(t *testing.T, d *directorProc) map[string]float64 {
 		if !ok {
 			continue
 		}
-		var code, method string
+		var code, method, scheme string
 		var n float64
-		if _, err := fmt.Sscanf(strings.NewReplacer(`code="`, "", `",method="`, " ", `"}`, " ").Replace(rest), "%s %s %g", &code, &method, &n); err != nil {
+		if _, err := fmt.Sscanf(strings.NewReplacer(`code="`, "", `",method="`, " ", `",scheme="`, " ", `"}`, " ").Replace(rest), "%s %s %s %g", &code, &method, &scheme, &n); err != nil {
 			t.Fatalf("metrics line %q: %v", line, err)
 		}
-		got[method+" "+code] = n
+		got[method+" "+code+" "+scheme] = n
 	}
 	return got
 }
 
-// agentsUseHTTP checks every VM the cloud booted (compilation VMs included) had settings
-// naming no blobstore: its agent can only fetch and store blobs through signed URLs.
-func agentsUseHTTP(t *testing.T, vmsDir, dataDir string) {
+// agentsUseHTTPS checks every VM the cloud booted (compilation VMs included) had settings
+// naming no blobstore path, only the director's blobstore as BOSH names a dav one: its
+// https:// endpoint and the director's CA (data dir's blobstore-ca.crt), which the
+// agent verifies the blobstore's certificate with.
+func agentsUseHTTPS(t *testing.T, vmsDir, dataDir string) {
 	t.Helper()
 	paths, err := filepath.Glob(filepath.Join(vmsDir, "*", "var", "vcap", "bosh", "settings.json"))
 	if err != nil {
@@ -430,7 +442,11 @@ func agentsUseHTTP(t *testing.T, vmsDir, dataDir string) {
 	if len(paths) < 3 {
 		t.Errorf("%d VMs booted; want the 2 instances' and a compilation VM", len(paths))
 	}
-	t.Logf("%d VMs' agents had no blobstore in their settings", len(paths))
+	ca, err := os.ReadFile(filepath.Join(dataDir, "blobstore-ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d VMs' agents had the director's https blobstore and its CA in their settings", len(paths))
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -438,16 +454,29 @@ func agentsUseHTTP(t *testing.T, vmsDir, dataDir string) {
 		}
 		var s struct {
 			Blobstore struct {
-				Provider string         `json:"provider"`
-				Options  map[string]any `json:"options"`
+				Provider string `json:"provider"`
+				Options  struct {
+					Endpoint string `json:"endpoint"`
+					TLS      struct {
+						Cert struct {
+							CA string `json:"ca"`
+						} `json:"cert"`
+					} `json:"tls"`
+					Path string `json:"blobstore_path"`
+				} `json:"options"`
 			} `json:"blobstore"`
 		}
 		if err := json.Unmarshal(b, &s); err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
-		if s.Blobstore.Provider != "" || len(s.Blobstore.Options) != 0 || strings.Contains(string(b), dataDir) {
-			// Only the blobstore part: the settings also hold the agent's NATS password.
-			t.Errorf("%s names a blobstore the agent could read directly: %+v", p, s.Blobstore)
+		bs := s.Blobstore
+		// Only the blobstore part in messages: the settings also hold the agent's NATS
+		// password.
+		if bs.Provider != "dav" || !strings.HasPrefix(bs.Options.Endpoint, "https://") || bs.Options.TLS.Cert.CA != string(ca) {
+			t.Errorf("%s: blobstore %s at %q with CA %v; want dav at https:// with the director's CA", p, bs.Provider, bs.Options.Endpoint, bs.Options.TLS.Cert.CA == string(ca))
+		}
+		if bs.Options.Path != "" || strings.Contains(string(b), dataDir) {
+			t.Errorf("%s names a blobstore the agent could read directly", p)
 		}
 	}
 }

@@ -74,6 +74,9 @@ type director struct {
 	// through (director_blobstore.go); nil for the local CPI, whose agents read the
 	// blobs directory.
 	blobSigner *signed.Signer
+	// blobCA is the PEM CA agents verify the blobstore's certificate with, put in their
+	// settings; empty when they use their system roots or it is plain HTTP.
+	blobCA []byte
 
 	mu     sync.Mutex
 	status map[string]string

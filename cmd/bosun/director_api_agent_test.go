@@ -59,10 +59,9 @@ func agentAdapters(ctx context.Context, t *testing.T, bin string, srv *bus.Serve
 		t.Fatal(err)
 	}
 	id := "agent-api-test"
-	blobSettings := map[string]any{"provider": "local", "options": map[string]any{"blobstore_path": storeDir}}
+	var blobSettings any = map[string]any{"provider": "local", "options": map[string]any{"blobstore_path": storeDir}}
 	if viaHTTP {
 		id += "-http"
-		blobSettings = map[string]any{}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -70,6 +69,9 @@ func agentAdapters(ctx context.Context, t *testing.T, bin string, srv *bus.Serve
 		if err := serveBlobstore(d, blobstoreFlags{}, l); err != nil {
 			t.Fatal(err)
 		}
+		// The settings a cloud agent gets: the director's CA, which its HTTPS
+		// blobstore's certificate chains to.
+		blobSettings = d.agentBlobstore()
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- d.run(rctx) }()
