@@ -335,7 +335,7 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 	if served["GET 200 https"] == 0 || served["PUT 201 https"] == 0 {
 		t.Errorf("the blobstore answered %v; want blob downloads and compile uploads over TLS", served)
 	}
-	t.Logf("%s: after the first deploy the HTTP blobstore answered %v", c.cpi, served)
+	t.Logf("%s: after the first deploy the blobstore answered %v", c.cpi, served)
 
 	// A property change rolls out through the same CPI.
 	greet := m.edit("greet in French", func(s string) string { return strings.Replace(s, "Hello from Bosun", "Bonjour", 1) })
@@ -378,7 +378,7 @@ func cloudJourney(t *testing.T, setupCloud func(*testing.T, *localvm.Fleet, stri
 	if served := blobRequests(t, d); len(served) != 2 || served["GET 200 https"] == 0 || served["PUT 201 https"] == 0 {
 		t.Errorf("the blobstore answered %v; want only successful downloads and uploads, over TLS", served)
 	} else {
-		t.Logf("%s: the HTTP blobstore answered %v", c.cpi, served)
+		t.Logf("%s: the blobstore answered %v", c.cpi, served)
 	}
 	key, err := os.ReadFile(filepath.Join(data, "blobstore.key"))
 	if err != nil {
