@@ -426,7 +426,8 @@ func (r *Reconciler) repairDrift(ctx context.Context, dr state.DeploymentRender,
 		}
 		restarted[it.Instance] = true
 		group, _, _ := strings.Cut(it.Name, "/")
-		params, _ := json.Marshal(state.ActionParams{Action: state.ActionRestart, Group: group, Instance: it.Instance})
+		params, _ := json.Marshal(state.ActionParams{Action: state.ActionRestart, Group: group, Instance: it.Instance,
+			Reason: fmt.Sprintf("drift repair: %s (%s)", it.Kind, it.Detail)})
 		t, err := r.cfg.Store.Enqueue(ctx, state.Task{Type: state.TaskAction, Deployment: dr.Deployment, Params: params, User: "bosun",
 			Description: fmt.Sprintf("repair drift of %s: restart %s (%s)", dr.Deployment, it.Name, it.describe())})
 		if err != nil {

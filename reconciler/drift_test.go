@@ -13,6 +13,7 @@ import (
 	"github.com/bosun-gitops/bosun/agent/protocol"
 	"github.com/bosun-gitops/bosun/state"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // fakeAgents answers get_state from a table by agent id; an agent not in it is healthy
@@ -154,6 +155,7 @@ func (h *driftHarness) queued() []string {
 func taskLine(typ, dep string, params json.RawMessage) string {
 	var m map[string]any
 	_ = json.Unmarshal(params, &m)
+	delete(m, "reason") // prose for the status commit; TestDriftReportedThenRepaired reads it
 	b, _ := json.Marshal(m)
 	return typ + " " + dep + " " + string(b)
 }
@@ -262,8 +264,11 @@ func TestDriftAgentKinds(t *testing.T) {
 				}
 				h.mustRun(rt)
 				want := actCall{Deployment: "demo", IDs: []string{demo1.ID}, Params: state.ActionParams{Action: state.ActionRestart, Group: "web", Instance: demo1.ID}}
-				if diff := cmp.Diff([]actCall{want}, h.conv.acts); diff != "" {
+				if diff := cmp.Diff([]actCall{want}, h.conv.acts, cmpopts.IgnoreFields(state.ActionParams{}, "Reason")); diff != "" {
 					t.Errorf("converge actions (-want +got):\n%s", diff)
+				}
+				if head := h.repo.statusLog()[0]; !strings.Contains(head, "restart web/1 (drift repair: "+tc.kind) {
+					t.Errorf("the repair's status commit does not say why: %q", head)
 				}
 			}
 		})
@@ -428,6 +433,14 @@ func TestDriftReportedThenRepaired(t *testing.T) {
 	}
 	if n := len(h.repo.statusLog()) - statusBefore; n != 1 {
 		t.Errorf("%d status commits; want only the report's", n)
+	}
+	repair, err := h.store.Task(h.ctx, d[0].Items[0].Task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p state.ActionParams
+	if err := json.Unmarshal(repair.Params, &p); err != nil || p.Reason != "drift repair: configuration changed on the VM (applied hash-applied, the agent has hash-by-hand)" {
+		t.Errorf("repair task's reason = %q (%v); the status commit says it", p.Reason, err)
 	}
 }
 

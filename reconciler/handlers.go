@@ -432,7 +432,10 @@ func (r *Reconciler) handleAction(ctx context.Context, task state.Task, emit fun
 	res, err := r.cfg.Converger.Act(converge.WithTask(ctx, task.ID), task.Deployment, ids, p, emit)
 	o.FinishedAt = r.cfg.Now()
 	o.Instances, o.Changes = outcomeInstances(res), changesOf(res)
-	who := firstNonEmpty(task.User, "an operator")
+	why := "requested by " + firstNonEmpty(task.User, "an operator")
+	if p.Reason != "" {
+		why = p.Reason
+	}
 	switch {
 	case res.Failure != nil:
 		o.Result = status.Failed
@@ -440,13 +443,13 @@ func (r *Reconciler) handleAction(ctx context.Context, task state.Task, emit fun
 		if err == nil {
 			err = errors.New(res.Failure.Error)
 		}
-		o.Summary = fmt.Sprintf("%s %s failed (requested by %s)", verb, strings.Join(names, ", "), who)
+		o.Summary = fmt.Sprintf("%s %s failed (%s)", verb, strings.Join(names, ", "), why)
 	case err != nil:
 		o.Result, o.Error = status.Failed, &status.Failure{Message: err.Error()}
-		o.Summary = fmt.Sprintf("%s %s failed (requested by %s)", verb, strings.Join(names, ", "), who)
+		o.Summary = fmt.Sprintf("%s %s failed (%s)", verb, strings.Join(names, ", "), why)
 	default:
 		o.Result = status.Succeeded
-		o.Summary = fmt.Sprintf("%s %s (requested by %s)", verb, strings.Join(names, ", "), who)
+		o.Summary = fmt.Sprintf("%s %s (%s)", verb, strings.Join(names, ", "), why)
 	}
 	return r.finish(ctx, o, err)
 }

@@ -244,6 +244,8 @@ type ActionParams struct {
 	Instance string `json:"instance,omitempty"`
 	// Hard stops detach the VM (bosh stop --hard): the VM is deleted, the disk kept.
 	Hard bool `json:"hard,omitempty"`
+	// Reason says why Bosun itself acts (a drift repair), for the status commit.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Applied is what converge last applied to an instance. Both values are JSON converge
