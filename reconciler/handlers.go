@@ -65,8 +65,10 @@ func changesOf(res converge.Result) status.Changes {
 func (r *Reconciler) converge(ctx context.Context, task state.Task, rd *Rendered, d *Deployment, p plan.Plan, ipsInUse map[string][]string, emit func(state.TaskEvent) error, o status.Outcome) (status.Outcome, error) {
 	ct := converge.Task{Deployment: task.Deployment, Plan: p}
 	if d != nil {
-		var err error
-		ct, err = BuildTask(ctx, rd, d, p, r.cfg.Blobs, ipsInUse)
+		foreign, err := foreignLinks(ctx, r.cfg.Store, rd, d)
+		if err == nil {
+			ct, err = BuildTask(ctx, rd, d, p, r.cfg.Blobs, ipsInUse, foreign)
+		}
 		if err != nil {
 			o.Result, o.FinishedAt = status.Failed, r.cfg.Now()
 			o.Error = &status.Failure{Message: err.Error()}
@@ -199,6 +201,13 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: err.Error()}
 		return r.finish(ctx, o, err)
 	}
+	// Links resolve before anything is planned, reserved or recorded: a consumer deployed
+	// before its provider shared the link it names fails having changed nothing.
+	provs, err := r.checkLinks(ctx, rd, d)
+	if err != nil {
+		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: err.Error()}
+		return r.finish(ctx, o, err)
+	}
 	obs, err := r.observed(ctx, d, d.Name)
 	if err != nil {
 		return "", err
@@ -208,19 +217,58 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: "plan: " + err.Error()}
 		return r.finish(ctx, o, err)
 	}
+	shared, err := sharedLinks(provs, p, d)
+	if err != nil {
+		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: err.Error()}
+		return r.finish(ctx, o, err)
+	}
 	if p.Empty() {
 		// Rendered inputs moved but nothing an instance runs did (say, an update block):
-		// nothing to converge, nothing to commit.
+		// nothing to converge, nothing to commit. The links it shares are recorded all
+		// the same: a deployment converged before Bosun kept them gets them recorded.
+		if err := r.cfg.Store.PutSharedLinks(ctx, d.Name, shared); err != nil {
+			return "", err
+		}
 		return fmt.Sprintf("%s: nothing to change at %s", d.Name, short(params.Revision)), nil
 	}
 	if err := r.cfg.Store.PutDeployment(ctx, state.Deployment{Name: d.Name, Revision: params.Revision, Manifest: d.Source}); err != nil {
 		return "", err
 	}
 	o, err = r.converge(ctx, task, rd, d, p, obs.IPsInUse, emit, o)
+	if err == nil {
+		// Only a deploy that converged shares its links: as BOSH's director, consumers in
+		// other deployments see what the provider last successfully deployed.
+		err = r.cfg.Store.PutSharedLinks(ctx, d.Name, shared)
+	}
 	if o.Result == "" {
 		o.Result = status.Succeeded
 	}
 	return r.finish(ctx, o, err)
+}
+
+// checkLinks resolves every link d's jobs consume, those from other deployments among
+// what they last shared, and returns d's own providers.
+func (r *Reconciler) checkLinks(ctx context.Context, rd *Rendered, d *Deployment) ([]linkProvider, error) {
+	provs, err := providers(rd, d)
+	if err != nil {
+		return nil, err
+	}
+	foreign, err := foreignLinks(ctx, r.cfg.Store, rd, d)
+	if err != nil {
+		return nil, err
+	}
+	for _, ig := range d.Manifest.InstanceGroups {
+		for _, j := range jobsOf(d.Manifest, ig, rd) {
+			_, rj := releaseJob(d, j)
+			if rj == nil {
+				continue // BuildTask says so, with the job's position
+			}
+			if _, err := resolveLinks(provs, plan.Plan{}, d, j.Consumes, rj, foreign); err != nil {
+				return nil, fmt.Errorf("%s: %w", j.Pos, err)
+			}
+		}
+	}
+	return provs, nil
 }
 
 func (r *Reconciler) handleDelete(ctx context.Context, task state.Task, emit func(state.TaskEvent) error) (string, error) {

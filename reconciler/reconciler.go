@@ -44,6 +44,8 @@ type Store interface {
 	PutDeployment(ctx context.Context, d state.Deployment) error
 	DeleteDeployment(ctx context.Context, name string) error
 	Enqueue(ctx context.Context, t state.Task) (state.Task, error)
+	SharedLinks(ctx context.Context, deployment string) ([]state.SharedLink, error)
+	PutSharedLinks(ctx context.Context, deployment string, links []state.SharedLink) error
 }
 
 // Suspensions says whether an operator suspended a deployment; *postgres.Store.

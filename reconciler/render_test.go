@@ -77,7 +77,7 @@ func TestRenderTemplatePlansAndBuildsTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := BuildTask(ctx, rd, d, p, blobs, nil)
+	task, err := BuildTask(ctx, rd, d, p, blobs, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestBuildTaskResolvesLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := BuildTask(ctx, rd, d, p, blobs, nil)
+	task, err := BuildTask(ctx, rd, d, p, blobs, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

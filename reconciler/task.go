@@ -15,6 +15,7 @@ import (
 	"github.com/bosun-gitops/bosun/reconciler/converge"
 	"github.com/bosun-gitops/bosun/reconciler/plan"
 	"github.com/bosun-gitops/bosun/release"
+	"github.com/bosun-gitops/bosun/state"
 )
 
 func rawJSON(m map[string]any) json.RawMessage {
@@ -108,8 +109,10 @@ func azCloudProperties(cc *manifest.CloudConfig, az string) map[string]any {
 // BuildTask turns a plan of rendered deployment d into what converge executes: every
 // instance it creates, recreates or updates with its VM, jobs and rendered templates
 // (stored in blobs), the packages to compile and the stemcell. It is deterministic for a
-// given plan, so a task retried after a restart builds the same thing.
-func BuildTask(ctx context.Context, rv *Rendered, d *Deployment, p plan.Plan, blobs blobstore.Store, ipsInUse map[string][]string) (converge.Task, error) {
+// given plan and foreign links, so a task retried after a restart builds the same thing.
+// foreign holds, by deployment, the shared links of the other deployments d's jobs
+// consume from (foreignLinks loads them).
+func BuildTask(ctx context.Context, rv *Rendered, d *Deployment, p plan.Plan, blobs blobstore.Store, ipsInUse map[string][]string, foreign map[string][]state.SharedLink) (converge.Task, error) {
 	t := converge.Task{Deployment: d.Name, Plan: p, Instances: map[string]converge.Instance{}}
 	cc := rv.CloudConfig
 	groups := map[string]manifest.InstanceGroup{}
@@ -133,16 +136,6 @@ func BuildTask(ctx context.Context, rv *Rendered, d *Deployment, p plan.Plan, bl
 	provs, err := providers(rv, d)
 	if err != nil {
 		return t, err
-	}
-	// An instance's address for links: its first network's IP (BOSH's default address
-	// without DNS).
-	ipOf := func(in plan.InstancePlan) string {
-		for _, a := range in.IPs {
-			if a.IP != "" {
-				return a.IP
-			}
-		}
-		return ""
 	}
 	pkgNeeded := map[string][]string{} // release → package names
 	var stemcell *Stemcell
@@ -221,7 +214,7 @@ func BuildTask(ctx context.Context, rv *Rendered, d *Deployment, p plan.Plan, bl
 				}
 				ci.Jobs = append(ci.Jobs, converge.Job{Name: j.Name, Release: r.Name, Version: rj.Fingerprint, Blob: b.Jobs[j.Name], Packages: rj.Spec.Packages})
 				pkgNeeded[r.Name] = append(pkgNeeded[r.Name], rj.Spec.Packages...)
-				links, err := resolveLinks(provs, p, d, j.Consumes, rj, ipOf)
+				links, err := resolveLinks(provs, p, d, j.Consumes, rj, foreign)
 				if err != nil {
 					return t, fmt.Errorf("%s: %w", j.Pos, err)
 				}

@@ -44,3 +44,15 @@ type AppliedInstance struct {
 	Deployment string          `json:"deployment"`
 	Data       json.RawMessage `json:"data"`
 }
+
+// SharedLink is a link a deployment's job provides with `shared: true`, as that
+// deployment's last successful deploy left it: what jobs of other deployments consume with
+// `consumes: {NAME: {from: ALIAS, deployment: ...}}`. Name is the link's alias (`as`) or
+// its name; Data is opaque JSON the reconciler owns (properties, instances, addresses).
+type SharedLink struct {
+	Deployment string          `json:"deployment"`
+	Name       string          `json:"name"`
+	Type       string          `json:"type"`
+	Data       json.RawMessage `json:"data"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+}

@@ -169,14 +169,18 @@ func (s *Store) PutAppliedInstances(ctx context.Context, put []state.AppliedInst
 	return nil
 }
 
-// ForgetDeployment removes what the reconciler kept of a deleted deployment: its render and
-// its instances' records. Its variables stay, as BOSH's config server keeps them.
+// ForgetDeployment removes what the reconciler kept of a deleted deployment: its render,
+// its instances' records, its address claims and the links it shared. Its variables stay,
+// as BOSH's config server keeps them.
 func (s *Store) ForgetDeployment(ctx context.Context, deployment string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM deployment_renders WHERE deployment = $1`, deployment); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM ip_reservations WHERE deployment = $1`, deployment); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM shared_links WHERE deployment = $1`, deployment); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM instance_applied WHERE deployment = $1`, deployment)
@@ -303,4 +307,52 @@ func (s *Store) ReservedAddresses(ctx context.Context, except string) (map[strin
 		return nil, fmt.Errorf("list reserved addresses: %w", err)
 	}
 	return out, nil
+}
+
+// SharedLinks returns the links deployment shares with other deployments, by name.
+func (s *Store) SharedLinks(ctx context.Context, deployment string) ([]state.SharedLink, error) {
+	rows, err := s.pool.Query(ctx, `SELECT deployment, name, type, data, updated_at FROM shared_links
+		WHERE deployment = $1 ORDER BY name`, deployment)
+	if err != nil {
+		return nil, fmt.Errorf("list shared links of %s: %w", deployment, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.SharedLink, error) {
+		var l state.SharedLink
+		var data []byte
+		err := r.Scan(&l.Deployment, &l.Name, &l.Type, &data, &l.UpdatedAt)
+		l.Data = data
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list shared links of %s: %w", deployment, err)
+	}
+	return out, nil
+}
+
+// PutSharedLinks makes links deployment's shared links, replacing all it shared before:
+// a link no longer shared is no longer offered.
+func (s *Store) PutSharedLinks(ctx context.Context, deployment string, links []state.SharedLink) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM shared_links WHERE deployment = $1`, deployment); err != nil {
+			return err
+		}
+		for _, l := range links {
+			if l.Deployment != "" && l.Deployment != deployment {
+				return fmt.Errorf("link %s belongs to deployment %s", l.Name, l.Deployment)
+			}
+			data := []byte(l.Data)
+			if len(data) == 0 {
+				data = []byte(`{}`)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO shared_links (deployment, name, type, data) VALUES ($1, $2, $3, $4)`,
+				deployment, l.Name, l.Type, data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save shared links of %s: %w", deployment, err)
+	}
+	return nil
 }
