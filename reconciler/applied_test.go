@@ -137,11 +137,11 @@ func TestPlansReserveTheirAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pa, _, err := r.planReserved(ctx, a, obsA, opts)
+	pa, _, err := r.planReserved(ctx, a.Name, a.Desired, obsA, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb, _, err := r.planReserved(ctx, b, obsB, opts)
+	pb, _, err := r.planReserved(ctx, b.Name, b.Desired, obsB, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

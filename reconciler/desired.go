@@ -148,6 +148,9 @@ func jobHash(d *Deployment, ig manifest.InstanceGroup, j manifest.Job) (string, 
 func desired(d *Deployment, rv *Rendered) error {
 	cc := rv.CloudConfig
 	des := plan.Desired{Name: d.Name, Cloud: planCloud(cc)}
+	// A provider that cannot say what it shares fails the task's link check with its
+	// position; here it only leaves the links out of the fingerprints.
+	provs, _ := providers(rv, d)
 	for _, ig := range d.Manifest.InstanceGroups {
 		g := plan.Group{
 			Name: ig.Name, Instances: ig.Instances, AZs: ig.AZs, VMType: ig.VMType,
@@ -172,6 +175,7 @@ func desired(d *Deployment, rv *Rendered) error {
 		for _, m := range ig.MigratedFrom {
 			g.MigratedFrom = append(g.MigratedFrom, plan.Migration{Name: m.Name, AZ: m.AZ})
 		}
+		g.Links, g.LinkHash = groupLinks(provs, d, ig, rv)
 		des.Groups = append(des.Groups, g)
 	}
 	d.Desired = des

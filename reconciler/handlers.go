@@ -203,7 +203,7 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 	}
 	// Links resolve before anything is planned, reserved or recorded: a consumer deployed
 	// before its provider shared the link it names fails having changed nothing.
-	provs, err := r.checkLinks(ctx, rd, d)
+	provs, foreign, err := r.checkLinks(ctx, rd, d)
 	if err != nil {
 		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: err.Error()}
 		return r.finish(ctx, o, err)
@@ -212,7 +212,7 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 	if err != nil {
 		return "", err
 	}
-	p, obs, err := r.planReserved(ctx, d, obs, plan.Options{NewID: r.cfg.NewID})
+	p, obs, err := r.planReserved(ctx, d.Name, withForeignLinks(d, rd, foreign), obs, plan.Options{NewID: r.cfg.NewID})
 	if err != nil {
 		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: "plan: " + err.Error()}
 		return r.finish(ctx, o, err)
@@ -248,14 +248,14 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 
 // checkLinks resolves every link d's jobs consume, those from other deployments among
 // what they last shared, and returns d's own providers.
-func (r *Reconciler) checkLinks(ctx context.Context, rd *Rendered, d *Deployment) ([]linkProvider, error) {
+func (r *Reconciler) checkLinks(ctx context.Context, rd *Rendered, d *Deployment) ([]linkProvider, map[string][]state.SharedLink, error) {
 	provs, err := providers(rd, d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	foreign, err := foreignLinks(ctx, r.cfg.Store, rd, d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, ig := range d.Manifest.InstanceGroups {
 		for _, j := range jobsOf(d.Manifest, ig, rd) {
@@ -264,11 +264,11 @@ func (r *Reconciler) checkLinks(ctx context.Context, rd *Rendered, d *Deployment
 				continue // BuildTask says so, with the job's position
 			}
 			if _, err := resolveLinks(provs, plan.Plan{}, d, j.Consumes, rj, foreign); err != nil {
-				return nil, fmt.Errorf("%s: %w", j.Pos, err)
+				return nil, nil, fmt.Errorf("%s: %w", j.Pos, err)
 			}
 		}
 	}
-	return provs, nil
+	return provs, foreign, nil
 }
 
 func (r *Reconciler) handleDelete(ctx context.Context, task state.Task, emit func(state.TaskEvent) error) (string, error) {
@@ -363,7 +363,11 @@ func (r *Reconciler) handleResurrect(ctx context.Context, task state.Task, emit 
 	if len(names) == 0 {
 		return fmt.Sprintf("%s: no instance to resurrect (already gone)", d.Name), nil
 	}
-	p, obs, err := r.planReserved(ctx, d, obs, plan.Options{NewID: r.cfg.NewID, Fix: true})
+	foreign, err := foreignLinks(ctx, r.cfg.Store, rd, d)
+	if err != nil {
+		return "", err
+	}
+	p, obs, err := r.planReserved(ctx, d.Name, withForeignLinks(d, rd, foreign), obs, plan.Options{NewID: r.cfg.NewID, Fix: true})
 	if err != nil {
 		o.Result, o.FinishedAt, o.Error = status.Failed, r.cfg.Now(), &status.Failure{Message: "plan: " + err.Error()}
 		return r.finish(ctx, o, err)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/bosun-gitops/bosun/manifest"
 	"github.com/bosun-gitops/bosun/reconciler/plan"
 	"github.com/bosun-gitops/bosun/release"
 	"github.com/bosun-gitops/bosun/state"
@@ -353,4 +354,75 @@ func resolveLinks(provs []linkProvider, p plan.Plan, d *Deployment, consumes map
 		out[def.Name] = l
 	}
 	return out, nil
+}
+
+// groupLinks says what the links ig's jobs consume within d depend on, for the planner:
+// the groups providing them (whose instances the planner fingerprints) and a hash of the
+// rest (names, types, networks, the properties providers share). Links from other
+// deployments are only named here; withForeignLinks adds what they carry.
+func groupLinks(provs []linkProvider, d *Deployment, ig manifest.InstanceGroup, rv *Rendered) ([]string, string) {
+	var groups []string
+	var parts []any
+	for _, j := range jobsOf(d.Manifest, ig, rv) {
+		_, rj := releaseJob(d, j)
+		if rj == nil {
+			continue
+		}
+		for _, def := range rj.Spec.Consumes {
+			c := consumerOf(j.Consumes, def.Name)
+			switch {
+			case c.blocked:
+				continue
+			case c.deployment != "" && c.deployment != d.Name:
+				parts = append(parts, []string{j.Name, def.Name, "from deployment", c.deployment, c.from, c.network})
+				continue
+			}
+			for _, pv := range provs {
+				if pv.typ == def.Type && (c.from == "" || pv.name == c.from) {
+					groups = append(groups, pv.group)
+					parts = append(parts, []any{j.Name, def.Name, pv.group, pv.name, pv.typ, c.network, pv.props})
+					break
+				}
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return nil, ""
+	}
+	slices.Sort(groups)
+	return slices.Compact(groups), hashJSON(parts)
+}
+
+// withForeignLinks returns d's desired state with what the links its jobs consume from
+// other deployments carry (as those deployments last shared them) folded into the
+// consuming groups' LinkHash: a provider elsewhere that moved updates the consumers at
+// their next deploy, as BOSH's re-deploy does.
+func withForeignLinks(d *Deployment, rv *Rendered, foreign map[string][]state.SharedLink) plan.Desired {
+	des := d.Desired
+	des.Groups = slices.Clone(des.Groups)
+	for i, ig := range d.Manifest.InstanceGroups {
+		if i >= len(des.Groups) || des.Groups[i].Name != ig.Name {
+			continue
+		}
+		var parts []any
+		for _, j := range jobsOf(d.Manifest, ig, rv) {
+			_, rj := releaseJob(d, j)
+			if rj == nil {
+				continue
+			}
+			for _, def := range rj.Spec.Consumes {
+				c := consumerOf(j.Consumes, def.Name)
+				if c.blocked || c.deployment == "" || c.deployment == d.Name {
+					continue
+				}
+				if l, err := resolveForeign(foreign[c.deployment], def, c); err == nil {
+					parts = append(parts, []any{j.Name, def.Name, l})
+				}
+			}
+		}
+		if len(parts) > 0 {
+			des.Groups[i].LinkHash = hashJSON([]any{des.Groups[i].LinkHash, parts})
+		}
+	}
+	return des
 }

@@ -244,6 +244,20 @@ func TestCrossDeploymentLinks(t *testing.T) {
 	if links, _ := h.store.SharedLinks(h.ctx, "db"); len(links) != 1 || !strings.Contains(string(links[0].Data), `"port": 7432`) {
 		t.Errorf("db's shared links after the change = %+v", links)
 	}
+	// The consumer's next deploy (here for a change that moves no instance by itself)
+	// updates its instance for the link that moved, and renders the new port.
+	h.repo.commit("slower app watch", map[string]string{"deployments/app/manifest.yml": strings.Replace(files["deployments/app/manifest.yml"],
+		"update_watch_time: 1000-30000", "update_watch_time: 1000-40000", 1)})
+	h.mustRun(taskOf(t, h.reconcile(state.RevisionAccepted).Tasks, state.TaskDeploy, "app"))
+	task = h.conv.lastRun(t)
+	if in := task.Plan.Groups[0].Instances[0]; in.Action != plan.Update || len(in.Reasons) != 1 || in.Reasons[0].Kind != plan.ReasonLinks {
+		t.Errorf("app's plan after db's link moved: %s %+v", in.Action, in.Reasons)
+	}
+	for _, ci := range task.Instances {
+		if got := h.renderedFile(ci, "app/config/app.conf"); !strings.Contains(got, "port=7432") {
+			t.Errorf("app.conf after db's link moved = %q", got)
+		}
+	}
 
 	// Deleting the provider deletes the links it shared.
 	h.repo.commit("drop db\n\nBosun-Allow-Delete: db", map[string]string{"deployments/db/": ""})

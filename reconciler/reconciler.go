@@ -815,21 +815,21 @@ func (r *Reconciler) observed(ctx context.Context, d *Deployment, name string) (
 // planReserved plans d against obs and reserves the addresses the plan hands out. When
 // another deployment, planned at the same time, claimed one of them first, it plans
 // again with those counted as in use.
-func (r *Reconciler) planReserved(ctx context.Context, d *Deployment, obs plan.Observed, opts plan.Options) (plan.Plan, plan.Observed, error) {
+func (r *Reconciler) planReserved(ctx context.Context, name string, des plan.Desired, obs plan.Observed, opts plan.Options) (plan.Plan, plan.Observed, error) {
 	for attempt := 0; ; attempt++ {
-		p, err := plan.Compute(d.Desired, obs, opts)
+		p, err := plan.Compute(des, obs, opts)
 		if err != nil {
 			return p, obs, err
 		}
-		taken, err := r.cfg.Store.ReserveAddresses(ctx, d.Name, planAddresses(p))
+		taken, err := r.cfg.Store.ReserveAddresses(ctx, name, planAddresses(p))
 		if err != nil {
-			return p, obs, fmt.Errorf("plan %s: %w", d.Name, err)
+			return p, obs, fmt.Errorf("plan %s: %w", name, err)
 		}
 		if len(taken) == 0 {
 			return p, obs, nil
 		}
 		if attempt == 3 {
-			return p, obs, fmt.Errorf("plan %s: addresses %v keep being claimed by other deployments planned at the same time; the next run tries again", d.Name, taken)
+			return p, obs, fmt.Errorf("plan %s: addresses %v keep being claimed by other deployments planned at the same time; the next run tries again", name, taken)
 		}
 		if obs.IPsInUse == nil {
 			obs.IPsInUse = map[string][]string{}

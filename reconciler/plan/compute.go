@@ -44,6 +44,11 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 		static:      map[string]map[netip.Addr]string{},
 		ids:         ids,
 		firstDeploy: len(o.Instances) == 0,
+		strategies:  map[string]strategy{},
+		oldLinks:    make(map[string]string, len(o.Instances)),
+	}
+	for _, in := range o.Instances {
+		pl.oldLinks[in.ID] = in.Applied.Links
 	}
 	for _, az := range d.Cloud.AZs {
 		pl.azs[az.Name] = az
@@ -100,6 +105,7 @@ func compute(d Desired, o Observed, opts Options) (Plan, error) {
 		}
 		plan.Groups = append(plan.Groups, gp)
 	}
+	pl.links(&plan, d.Groups)
 	removed := deleteAll(d.Name, byGroup, consumed, ReasonGroupRemoved)
 	plan.Groups = append(plan.Groups, removed.Groups...)
 	plan.Stages = stages(plan.Groups)
@@ -237,6 +243,8 @@ type planner struct {
 	// firstDeploy is set when nothing of the deployment exists yet, which is when BOSH
 	// honours initial_deploy_az_update_strategy.
 	firstDeploy bool
+	strategies  map[string]strategy // by group, for batching again after links
+	oldLinks    map[string]string   // observed instances' Applied.Links, by id
 }
 
 // claimStatic checks every group's static IPs before any placement, so that a static IP
@@ -381,11 +389,71 @@ func (pl *planner) group(g Group, ex []existing) (GroupPlan, error) {
 		// An errand's VMs exist only while it runs; converging the group only records its
 		// instances and deletes the ones no longer wanted.
 		st.canaries, st.maxInFlight = amount{}, amount{n: 100, percent: true}
-		gp.Batches = st.batches(slices.DeleteFunc(slices.Clone(gp.Instances), func(in InstancePlan) bool { return in.Action != Delete }))
-	} else {
-		gp.Batches = st.batches(gp.Instances)
 	}
+	pl.strategies[g.Name] = st
+	gp.Batches = batchesOf(st, gp)
 	return gp, nil
+}
+
+func batchesOf(st strategy, gp GroupPlan) []Batch {
+	if gp.Lifecycle == Errand {
+		return st.batches(slices.DeleteFunc(slices.Clone(gp.Instances), func(in InstancePlan) bool { return in.Action != Delete }))
+	}
+	return st.batches(gp.Instances)
+}
+
+// links fingerprints what each group's consumed links carry once every group is placed:
+// the providing groups' instances (ids, indexes, AZs, bootstrap, the addresses the
+// planner gives them) and the group's LinkHash. An instance whose fingerprint moved
+// updates: its templates render the links (a provider scaled, a new address).
+func (pl *planner) links(p *Plan, groups []Group) {
+	byName := make(map[string]int, len(p.Groups))
+	for i, g := range p.Groups {
+		if !g.Removed {
+			byName[g.Name] = i
+		}
+	}
+	for _, g := range groups {
+		if len(g.Links) == 0 && g.LinkHash == "" {
+			continue
+		}
+		h := newHasher()
+		h.add(g.LinkHash)
+		for _, name := range slices.Compact(slices.Sorted(slices.Values(g.Links))) {
+			i, ok := byName[name]
+			if !ok {
+				continue
+			}
+			for _, in := range p.Groups[i].Instances {
+				if in.Action == Delete {
+					continue
+				}
+				h.add(name, in.ID, itoa(in.Index), in.AZ, strconv.FormatBool(in.Bootstrap))
+				for _, a := range in.IPs {
+					if n := pl.nets[a.Network]; n != nil && n.typ != Dynamic {
+						h.add(a.Network, a.IP) // a dynamic address is the cloud's, known after boot
+					}
+				}
+			}
+		}
+		fp := h.sum()
+		gp := &p.Groups[byName[g.Name]]
+		changed := false
+		for j := range gp.Instances {
+			in := &gp.Instances[j]
+			if in.Action == Delete {
+				continue
+			}
+			in.Applied.Links = fp
+			if old, ok := pl.oldLinks[in.ID]; ok && in.Action != Create && old != fp {
+				in.because(Update, ReasonLinks, "changed")
+				changed = true
+			}
+		}
+		if changed {
+			gp.Batches = batchesOf(pl.strategies[g.Name], *gp)
+		}
+	}
 }
 
 func (pl *planner) validate(g Group) (strategy, error) {

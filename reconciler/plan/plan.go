@@ -120,6 +120,7 @@ const (
 	ReasonRecreate     ReasonKind = "recreate requested"
 
 	ReasonJobs      ReasonKind = "jobs"
+	ReasonLinks     ReasonKind = "links"
 	ReasonDisk      ReasonKind = "persistent disk"
 	ReasonBootstrap ReasonKind = "bootstrap"
 	ReasonMigrated  ReasonKind = "migrated"

@@ -612,3 +612,58 @@ func TestCreateSwapDeleteFallsBackWhenNoAddressIsFree(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+func TestLinkChangesUpdateConsumers(t *testing.T) {
+	deploy := func(dbInstances int, dbNet, shared string) Desired {
+		db := testGroup("db", dbInstances, "z1")
+		db.Networks = []GroupNetwork{{Name: dbNet}}
+		web := testGroup("web", 2, "z1")
+		web.Links, web.LinkHash = []string{"db"}, shared
+		return deployment(web, db) // the consumer first: links are settled once all are placed
+	}
+	newID := ids()
+	p := mustCompute(t, deploy(1, "default", "port=5432"), Observed{}, Options{NewID: newID})
+	links := p.Groups[0].Instances[0].Applied.Links
+	if links == "" || p.Groups[1].Instances[0].Applied.Links != "" {
+		t.Fatalf("link fingerprints: web %q, db %q", links, p.Groups[1].Instances[0].Applied.Links)
+	}
+	o := apply(p)
+	steps := []struct {
+		name string
+		d    Desired
+		want []string
+	}{
+		{"nothing moved", deploy(1, "default", "port=5432"), nil},
+		{"the provider scales: consumers update after it is placed", deploy(2, "default", "port=5432"), []string{
+			"web/0 id-1 z1 update 10.0.1.10 * (links changed)",
+			"web/1 id-2 z1 update 10.0.1.11 (links changed)",
+			"db/1 id-4 z1 create 10.0.1.13",
+		}},
+		{"what the provider shares changes", deploy(2, "default", "port=6432"), []string{
+			"web/0 id-1 z1 update 10.0.1.10 * (links changed)",
+			"web/1 id-2 z1 update 10.0.1.11 (links changed)",
+		}},
+	}
+	for _, s := range steps {
+		p := mustCompute(t, s.d, o, Options{NewID: newID})
+		if diff := cmp.Diff(s.want, summary(p)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", s.name, diff)
+		}
+		if s.want != nil && (len(p.Groups[0].Batches) == 0 || p.Groups[0].Batches[0].Kind != BatchCanary) {
+			t.Errorf("%s: consumers updated without a canary: %+v", s.name, p.Groups[0].Batches)
+		}
+		o = apply(p)
+	}
+	// On a dynamic network the provider's address is the cloud's, learnt after boot: it
+	// is not part of the fingerprint, or every re-plan would update the consumers.
+	p = mustCompute(t, deploy(1, "dyn", "x"), Observed{}, Options{NewID: ids()})
+	o = apply(p)
+	for i := range o.Instances {
+		if o.Instances[i].Group == "db" {
+			o.Instances[i].IPs = map[string]string{"dyn": "192.168.7.7"}
+		}
+	}
+	if again := mustCompute(t, deploy(1, "dyn", "x"), o, Options{}); !again.Empty() {
+		t.Errorf("a dynamic address learnt after boot changed the links:\n%s", summary(again))
+	}
+}

@@ -81,6 +81,12 @@ type Group struct {
 	Update              UpdateBlock `json:"update"`
 	Lifecycle           Lifecycle   `json:"lifecycle,omitempty"`
 	MigratedFrom        []Migration `json:"migrated_from,omitempty"`
+	// Links names the groups of this deployment whose instances the group's jobs consume
+	// through links, and LinkHash covers the rest of what those links carry (providers'
+	// properties, links from other deployments). When either moves, the group's instances
+	// update, as BOSH's "links" change: their templates render the links.
+	Links    []string `json:"links,omitempty"`
+	LinkHash string   `json:"link_hash,omitempty"`
 }
 
 // GroupNetwork is one entry of an instance group's networks.
@@ -179,6 +185,9 @@ type Fingerprint struct {
 	Networks string `json:"networks,omitempty"`
 	Jobs     string `json:"jobs,omitempty"`
 	Disk     Disk   `json:"disk"`
+	// Links is what the links the instance's jobs consume carry, empty when they consume
+	// none.
+	Links string `json:"links,omitempty"`
 }
 
 // Options tune one Compute call.
