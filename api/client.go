@@ -74,23 +74,28 @@ func NewClient(baseURL, token string, o ClientOptions) (*Client, error) {
 func (c *Client) URL() string { return c.base.String() }
 
 func (c *Client) request(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
+	if body == nil {
+		return c.send(ctx, method, path, q, nil, "")
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return c.send(ctx, method, path, q, bytes.NewReader(b), "application/json")
+}
+
+// send makes a request with a body of contentType (none when body is nil); answers
+// other than 2xx are *Error.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body io.Reader, contentType string) (*http.Response, error) {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = q.Encode()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return nil, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -395,4 +400,30 @@ func (c *Client) Logs(ctx context.Context, deployment, group, id string, w io.Wr
 		return fmt.Errorf("download logs of %s/%s: %w", group, id, err)
 	}
 	return nil
+}
+
+// PlanOptions are POST /plan's parameters besides the tree.
+type PlanOptions struct {
+	Base, Author, Message string
+}
+
+// Plan sends a gzipped tar of a working tree (at most MaxPlanUpload bytes) for the
+// director to plan, and returns its answer: the reconciler's Preview, as JSON.
+func (c *Client) Plan(ctx context.Context, tgz []byte, o PlanOptions) (json.RawMessage, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"base": o.Base, "author": o.Author, "message": o.Message} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	resp, err := c.send(ctx, http.MethodPost, "/plan", q, bytes.NewReader(tgz), "application/gzip")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("director at %s: POST /plan: %w", c.base.Host, err)
+	}
+	return b, nil
 }

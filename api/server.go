@@ -30,6 +30,7 @@ type Options struct {
 	Checker    CloudChecker
 	Sources    SourceLister
 	Observed   ObservedReader
+	Planner    Planner
 
 	// Name and Version are what /info reports.
 	Name, Version string
@@ -53,6 +54,8 @@ type Server struct {
 
 	statsMu sync.Mutex
 	stats   map[[2]string]int64 // (route, code) → requests
+
+	planSlot chan struct{} // one plan at a time
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed by StopStreams
@@ -86,7 +89,7 @@ func New(o Options) (*Server, error) {
 	if o.Name == "" {
 		o.Name = "bosun"
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), stats: map[[2]string]int64{}, stop: make(chan struct{})}
+	s := &Server{o: o, mux: http.NewServeMux(), stats: map[[2]string]int64{}, stop: make(chan struct{}), planSlot: make(chan struct{}, 1)}
 	s.routes()
 	return s, nil
 }
@@ -118,6 +121,7 @@ func (s *Server) routes() {
 	authed("POST /deployments/{name}/cck/resolve", s.resolveProblems)
 	authed("GET /deployments/{name}/instances/{group}/{id}/logs", s.logs)
 	authed("POST /reconcile", s.reconcile)
+	authed("POST /plan", s.plan)
 	authed("GET /tasks", s.listTasks)
 	authed("GET /tasks/{id}", s.getTask)
 	authed("DELETE /tasks/{id}", s.cancelTask)
@@ -320,6 +324,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, p *Principal) (any
 		"cck":       s.o.Checker != nil,
 		"sources":   s.o.Sources != nil,
 		"observed":  s.o.Observed != nil,
+		"plan":      s.o.Planner != nil,
 	}}
 	if p != nil {
 		in.User, in.Scopes = p.Name, p.Scopes

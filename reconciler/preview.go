@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/policy"
 	"github.com/bosun-gitops/bosun/reconciler/plan"
+	"github.com/bosun-gitops/bosun/reconciler/source"
 )
 
 // Preview is what a revision would do (`bosun plan`): each deployment's plan from the base
@@ -25,6 +27,9 @@ type Preview struct {
 	Director string `json:"director,omitempty"`
 	// PolicyError is set when the policies could not judge (the change is then rejected).
 	PolicyError string `json:"policy_error,omitempty"`
+	// ServerSide: the director rendered the tree (POST /plan), with the variables it
+	// keeps, so generated passwords and certificates are its own and not throwaway ones.
+	ServerSide bool `json:"server_side,omitempty"`
 }
 
 // PreviewDeployment is one deployment's part of a Preview.
@@ -91,6 +96,24 @@ type PreviewOptions struct {
 	Director Director
 	// DirectorName names the director in the preview (its URL or alias).
 	DirectorName string
+
+	// What a director sets when it plans a tree itself (Reconciler.PlanTree):
+	//
+	// Vars are its stored variables, read only: the values it deployed with, and
+	// throwaway ones, never stored, for variables it does not have. Nil: every variable
+	// gets a throwaway value.
+	Vars *ReadOnlyVariables
+	// Releases resolves releases (nil: a fresh resolver that fetches what it needs).
+	Releases *Releases
+	// Previous is the base revision already rendered (the last accepted one): the
+	// policies' "previous". Base is not rendered when it is set.
+	Previous *Rendered
+	// Policies judge instead of Base's (the director's gate: the last accepted
+	// revision's policies, or those of its trusted policy source).
+	Policies *policy.Engine
+	// TrustedPolicies: the director judges with a separate policy source, so head's
+	// policies are not even loaded (as the reconciler judges a commit).
+	TrustedPolicies bool
 }
 
 // Director is what a preview reads of a running director (through its API; cmd/bosun
@@ -112,10 +135,13 @@ var ErrNotVisible = errors.New("the token may not read this deployment")
 // desired state (or from nothing). A render error of head is returned as a *RenderError.
 func PreviewAgainst(ctx context.Context, head fs.FS, o PreviewOptions) (*Preview, error) {
 	base, commit := o.Base, o.Commit
-	vars := &MemoryVariables{}
-	rr := &Renderer{Vars: vars} // one vars store: base and head see the same generated values
-	var b *Rendered
-	if base != nil {
+	vars := o.Vars
+	if vars == nil {
+		vars = ReadOnly(nil)
+	}
+	rr := &Renderer{Vars: vars, Releases: o.Releases} // one vars store: base and head see the same generated values
+	b := o.Previous
+	if base != nil && b == nil {
 		var err error
 		if b, err = rr.Render(ctx, "base", base); err != nil {
 			return nil, fmt.Errorf("the base revision does not render: %w", err)
@@ -125,7 +151,7 @@ func PreviewAgainst(ctx context.Context, head fs.FS, o PreviewOptions) (*Preview
 	if err != nil {
 		return nil, err
 	}
-	out := &Preview{Director: o.DirectorName}
+	out := &Preview{Director: o.DirectorName, ServerSide: o.Vars != nil}
 	if o.Director != nil {
 		if err := previewDirector(ctx, o.Director, h, vars, out); err != nil {
 			return nil, err
@@ -156,19 +182,25 @@ func PreviewAgainst(ctx context.Context, head fs.FS, o PreviewOptions) (*Preview
 		}
 	}
 	var prev policy.Snapshot
-	var judge *policy.Engine
 	if b != nil {
 		prev = b.Snapshot
+	}
+	judge := o.Policies
+	if judge == nil && base != nil {
 		if judge, err = policy.Load(ctx, base, PoliciesDir, policy.WithRevision("base")); err != nil {
 			return nil, fmt.Errorf("the base revision's policies do not load: %w", err)
 		}
 	}
 	gate := policy.NewGate(judge, PoliciesDir)
+	proposed := head
+	if o.TrustedPolicies {
+		proposed = nil
+	}
 	secrets := h.Secrets
 	if b != nil {
 		secrets = append(slices.Clone(secrets), b.Secrets...)
 	}
-	v, err := gate.Judge(ctx, policy.Input{Commit: commit, Previous: prev, Proposed: h.Snapshot, Secrets: secrets}, head)
+	v, err := gate.Judge(ctx, policy.Input{Commit: commit, Previous: prev, Proposed: h.Snapshot, Secrets: secrets}, proposed)
 	out.Verdict = v.Decision
 	if err != nil {
 		out.PolicyError = err.Error()
@@ -197,7 +229,7 @@ func removed(h *Rendered, was []string) (deleted, kept []string) {
 
 // previewDirector plans h's deployments from dir's observed state, and the deletion of
 // the director's deployments h lacks.
-func previewDirector(ctx context.Context, dir Director, h *Rendered, vars *MemoryVariables, out *Preview) error {
+func previewDirector(ctx context.Context, dir Director, h *Rendered, vars *ReadOnlyVariables, out *Preview) error {
 	for _, name := range h.Names() {
 		d := h.Deployments[name]
 		obs, known, err := dir.Observed(ctx, name)
@@ -213,17 +245,16 @@ func previewDirector(ctx context.Context, dir Director, h *Rendered, vars *Memor
 			return fmt.Errorf("plan %s against the director's state: %w", name, err)
 		}
 		pd := PreviewDeployment{Name: name, Changed: !p.Empty(), Plan: p, New: !known}
-		if known && jobsChange(p) {
+		throwaway := vars.Throwaway(ctx, name)
+		switch {
+		case len(throwaway) == 0:
+		case !out.ServerSide && known && jobsChange(p):
 			// Job hashes cover interpolated properties: a variable the director generated
 			// (a password, a certificate) has a throwaway value here, which the director
 			// never shows, so its jobs always look changed.
-			if gen, err := vars.Load(ctx, name); err == nil && len(gen.Pairs) > 0 {
-				names := make([]string, len(gen.Pairs))
-				for i, p := range gen.Pairs {
-					names[i] = fmt.Sprint(p.Key.Value)
-				}
-				pd.Notes = append(pd.Notes, fmt.Sprintf("it uses variables the director generates and keeps secret (%s): they got throwaway values here, so a \"jobs\" change may be only that", strings.Join(names, ", ")))
-			}
+			pd.Notes = append(pd.Notes, fmt.Sprintf("it uses variables the director generates and keeps secret (%s): they got throwaway values here, so a \"jobs\" change may be only that", strings.Join(throwaway, ", ")))
+		case out.ServerSide && pd.Changed:
+			pd.Notes = append(pd.Notes, fmt.Sprintf("it uses variables the director does not have yet (%s): it generates them when it deploys this change; the plan used throwaway values, stored nowhere", strings.Join(throwaway, ", ")))
 		}
 		out.Deployments = append(out.Deployments, pd)
 	}
@@ -264,3 +295,155 @@ func jobsChange(p plan.Plan) bool {
 
 // ErrRejected is returned by callers that turn a denying Preview into an exit status.
 var ErrRejected = errors.New("the policies reject this change")
+
+// TreePlanOptions say what a plan of an uploaded tree (POST /plan) is shown against.
+type TreePlanOptions struct {
+	// Base, when set, is a commit of the tracked branch (full sha) whose render is the
+	// policies' "previous"; empty: the last accepted revision, as for a commit on top of it.
+	Base   string
+	Commit policy.Commit
+	// Visible says which deployments the caller may read; the others are listed as not
+	// planned. Nil: every one.
+	Visible func(deployment string) bool
+	// DirectorName names the director in the preview.
+	DirectorName string
+}
+
+// ErrPlanInput wraps what a tree plan fails of the caller's making: a tree that does not
+// render, a base that is not on the branch.
+var ErrPlanInput = errors.New("cannot plan")
+
+// PlanTree renders head as the reconciler renders a revision, with the director's own
+// variables read-only (its deployed passwords and certificates; throwaway values,
+// stored nowhere, for ones it lacks), plans each deployment from the director's observed
+// state, and judges head with the gate's policies as it would judge a commit on top of
+// the last accepted revision. Nothing is written. Values of stored variables never
+// appear in the preview, nor in an error.
+func (r *Reconciler) PlanTree(ctx context.Context, head fs.FS, o TreePlanOptions) (*Preview, error) {
+	vars := ReadOnly(r.cfg.Renderer.Vars)
+	rel := r.cfg.Renderer.Releases.Offline()
+	var secrets []string
+	for _, name := range deploymentDirs(head) {
+		s, err := vars.Stored(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("read the variables of %s: %w", name, err)
+		}
+		secrets = append(secrets, s...)
+	}
+	prev := r.shown.Load()
+	if o.Base != "" {
+		rev, err := r.cfg.Source.FetchRevision(ctx, o.Base)
+		if errors.Is(err, source.ErrNotInHistory) {
+			return nil, fmt.Errorf("%w: base %s: %w", ErrPlanInput, o.Base, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("base %s: %w", o.Base, err)
+		}
+		r.cacheMu.Lock()
+		rd, ok := r.cache[rev.SHA]
+		r.cacheMu.Unlock()
+		if !ok {
+			// Not through r.rendered: that renderer stores the variables it generates.
+			if rd, err = (&Renderer{Vars: vars, Releases: rel}).Render(ctx, rev.SHA, rev.FS()); err != nil {
+				return nil, fmt.Errorf("%w: the base revision %s does not render: %s", ErrPlanInput, rev.Short(), redact(err.Error(), secrets))
+			}
+		}
+		prev = rd
+	}
+	if prev != nil {
+		secrets = append(secrets, prev.Secrets...)
+	}
+	renders, err := r.cfg.Store.DeploymentRenders(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list the director's deployments: %w", err)
+	}
+	dir := reconcilerDirector{r: r, visible: o.Visible, have: map[string]bool{}}
+	for _, d := range renders {
+		dir.have[d.Deployment] = true
+	}
+	pv, err := PreviewAgainst(ctx, head, PreviewOptions{Commit: o.Commit, Director: dir, DirectorName: o.DirectorName,
+		Vars: vars, Releases: rel, Previous: prev, Policies: r.cfg.Gate.Engine(), TrustedPolicies: r.cfg.PolicySource != nil})
+	if err != nil {
+		var re *RenderError
+		if errors.As(err, &re) {
+			problems := make([]string, len(re.Problems))
+			for i, p := range re.Problems {
+				problems[i] = redact(p, secrets)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrPlanInput, &RenderError{Problems: problems})
+		}
+		return nil, errors.New(redact(err.Error(), secrets))
+	}
+	// Plans carry hashes and addresses, and policy messages are redacted by the gate;
+	// this is the last guard, over everything the answer says.
+	return redactPreview(pv, secrets)
+}
+
+// reconcilerDirector is the director itself, for a preview it plans: the reconciler's
+// observed state, and the deployments it has rendered.
+type reconcilerDirector struct {
+	r       *Reconciler
+	visible func(string) bool
+	have    map[string]bool
+}
+
+func (d reconcilerDirector) Deployments(ctx context.Context) ([]string, error) {
+	var out []string
+	for name := range d.have {
+		if d.visible == nil || d.visible(name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (d reconcilerDirector) Observed(ctx context.Context, name string) (plan.Observed, bool, error) {
+	if d.visible != nil && !d.visible(name) {
+		return plan.Observed{}, false, ErrNotVisible
+	}
+	o, err := d.r.Observed(ctx, name)
+	return o, d.have[name], err
+}
+
+// minSecret is the shortest value redacted: shorter ones (a port in vars.yml) would
+// blank out unrelated text; generated values are far longer.
+const minSecret = 6
+
+// redact replaces every secret in s.
+func redact(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= minSecret {
+			s = strings.ReplaceAll(s, sec, "(redacted)")
+		}
+	}
+	return s
+}
+
+// redactPreview redacts secrets anywhere in pv's JSON (as JSON escapes them: a
+// certificate's newlines are \n there).
+func redactPreview(pv *Preview, secrets []string) (*Preview, error) {
+	b, err := json.Marshal(pv)
+	if err != nil {
+		return nil, fmt.Errorf("encode the plan: %w", err)
+	}
+	s := string(b)
+	for _, sec := range secrets {
+		if len(sec) < minSecret {
+			continue
+		}
+		q, err := json.Marshal(sec)
+		if err != nil {
+			return nil, fmt.Errorf("encode the plan: %w", err)
+		}
+		s = strings.ReplaceAll(s, string(q[1:len(q)-1]), "(redacted)")
+	}
+	if s == string(b) {
+		return pv, nil
+	}
+	var out Preview
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
+		return nil, fmt.Errorf("decode the redacted plan: %w", err)
+	}
+	return &out, nil
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -64,6 +65,9 @@ type Releases struct {
 	CacheDir string
 	Client   *http.Client
 
+	// offline: fetch nothing, resolve references from the cache only (Offline).
+	offline bool
+
 	mu      sync.Mutex
 	built   map[string]*release.Release // by digest of the directory's files
 	fetched map[string]*release.Release // by sha1
@@ -76,6 +80,19 @@ func (rs *Releases) init() {
 		rs.fetched = map[string]*release.Release{}
 		rs.images = map[string]string{}
 	}
+}
+
+// Offline returns a resolver for a tree the director did not take from its source (a
+// plan's upload): it builds the tree's release directories, and resolves references from
+// what rs has fetched already, but fetches nothing. An uploaded tree must not make the
+// director read its own files (file://) or reach for URLs of the caller's choosing. What
+// it builds stays in the copy, out of rs's cache.
+func (rs *Releases) Offline() *Releases {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.init()
+	return &Releases{offline: true, CacheDir: rs.CacheDir,
+		built: maps.Clone(rs.built), fetched: maps.Clone(rs.fetched), images: maps.Clone(rs.images)}
 }
 
 // dirDigest hashes every file's path and content under a release directory.
@@ -133,6 +150,9 @@ func (rs *Releases) client() *http.Client {
 // fetch reads a file:// or http(s):// URL and checks its sha1 ("sha256:<hex>" also
 // accepted). URLs are never logged with credentials.
 func (rs *Releases) fetch(ctx context.Context, raw, sum string) ([]byte, error) {
+	if rs.offline {
+		return nil, errors.New("the director has not fetched it (no revision it judged named this sha1), and a plan fetches nothing; plan without --director, or let the director fetch it by pushing the change")
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("url is not valid")

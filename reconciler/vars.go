@@ -219,3 +219,78 @@ func EnsureKeyFile(path string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// ReadOnlyVariables lends a store's variables without ever writing to it: what a plan
+// renders with on the director (POST /plan). A variable the store lacks gets a throwaway
+// value kept in memory only, for the one plan: the tree being planned may name variables
+// that no accepted revision declared, and storing them would let any reader of the API
+// make the director keep values it never deploys. Safe for concurrent use.
+type ReadOnlyVariables struct {
+	from Variables // nil: nothing is stored
+	mem  MemoryVariables
+}
+
+// ReadOnly returns v read-only (nil: no stored variables, every one is throwaway).
+func ReadOnly(v Variables) *ReadOnlyVariables { return &ReadOnlyVariables{from: v} }
+
+// ReadOnly returns the vault in its read-only mode: stored values are read, nothing is
+// ever sealed or written.
+func (v *Vault) ReadOnly() *ReadOnlyVariables { return ReadOnly(v) }
+
+// Load returns the stored values and, for names the store lacks, the throwaway ones.
+func (r *ReadOnlyVariables) Load(ctx context.Context, deployment string) (*manifest.Node, error) {
+	out := &manifest.Node{Kind: manifest.MapNode}
+	if r.from != nil {
+		stored, err := r.from.Load(ctx, deployment)
+		if err != nil {
+			return nil, err
+		}
+		out.Pairs = append(out.Pairs, stored.Pairs...)
+	}
+	mem, err := r.mem.Load(ctx, deployment)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range mem.Pairs {
+		if out.Get(fmt.Sprint(p.Key.Value)) == nil {
+			out.Pairs = append(out.Pairs, p)
+		}
+	}
+	sort.SliceStable(out.Pairs, func(i, j int) bool {
+		return fmt.Sprint(out.Pairs[i].Key.Value) < fmt.Sprint(out.Pairs[j].Key.Value)
+	})
+	return out, nil
+}
+
+// Save keeps generated values in memory only; the store is never written.
+func (r *ReadOnlyVariables) Save(ctx context.Context, deployment string, generated map[string]*manifest.Node) error {
+	return r.mem.Save(ctx, deployment, generated)
+}
+
+// Throwaway lists the variables of deployment that got a throwaway value (the store
+// lacks them), sorted.
+func (r *ReadOnlyVariables) Throwaway(ctx context.Context, deployment string) []string {
+	mem, _ := r.mem.Load(ctx, deployment)
+	var out []string
+	for _, p := range mem.Pairs {
+		out = append(out, fmt.Sprint(p.Key.Value))
+	}
+	return out
+}
+
+// Stored returns every string leaf of deployment's stored values: what a plan's answer
+// must never show.
+func (r *ReadOnlyVariables) Stored(ctx context.Context, deployment string) ([]string, error) {
+	if r.from == nil {
+		return nil, nil
+	}
+	stored, err := r.from.Load(ctx, deployment)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range stored.Pairs {
+		out = appendStrings(out, p.Value)
+	}
+	return out, nil
+}

@@ -104,3 +104,71 @@ func TestMemoryStoreRefusesSave(t *testing.T) {
 		t.Error("a memory store saved")
 	}
 }
+
+// The vault read-only: stored values are used, missing ones get throwaway values, and
+// nothing is ever written, whatever renders.
+func TestVaultReadOnlyWritesNothing(t *testing.T) {
+	ctx := testCtx(t)
+	st, err := postgres.Open(ctx, pgtest.NewDatabase(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	v, err := NewVault(st, bytes.Repeat([]byte{7}, KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := fsRead("deployments/demo/manifest.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := strings.Replace(m, "greeting: Hello from Bosun", "greeting: ((admin_password))", 1) + "\nvariables:\n- name: admin_password\n  type: password\n"
+	stored, err := (&Renderer{Vars: v}).Render(ctx, "a", templateFS(t, map[string]string{"deployments/demo/manifest.yml": one}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := st.SealedVariables(ctx, "demo")
+
+	two := strings.Replace(one, "greeting: ((admin_password))", "greeting: ((admin_password))\n      other: ((new_password))", 1) + "- name: new_password\n  type: password\n"
+	ro := v.ReadOnly()
+	rr := &Renderer{Vars: ro}
+	a, err := rr.Render(ctx, "b", templateFS(t, map[string]string{"deployments/demo/manifest.yml": two}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stored password is the one rendered; the new one is throwaway, and kept for the
+	// plan (a second render sees the same value).
+	props := func(r *Rendered) map[string]any {
+		return r.Deployments["demo"].Manifest.InstanceGroups[0].Jobs[0].Properties
+	}
+	if got, want := sprint(props(a)["greeting"]), sprint(props(stored)["greeting"]); got != want {
+		t.Errorf("greeting = %s; want the stored %s", got, want)
+	}
+	again, err := rr.Render(ctx, "c", templateFS(t, map[string]string{"deployments/demo/manifest.yml": two}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sprint(props(a)["other"]) != sprint(props(again)["other"]) || sprint(props(a)["other"]) == "" {
+		t.Errorf("throwaway value moved between renders of one plan: %v, %v", props(a)["other"], props(again)["other"])
+	}
+	if got := ro.Throwaway(ctx, "demo"); len(got) != 1 || got[0] != "new_password" {
+		t.Errorf("throwaway = %v; want [new_password]", got)
+	}
+	if err := ro.Save(ctx, "other", nil); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := st.SealedVariables(ctx, "demo")
+	if len(after) != len(before) || string(after["admin_password"]) != string(before["admin_password"]) {
+		t.Errorf("stored after a read-only render: %d variables (was %d)", len(after), len(before))
+	}
+	if others, _ := st.SealedVariables(ctx, "other"); len(others) != 0 {
+		t.Errorf("stored for other: %v", others)
+	}
+	// The vault itself, not read-only, would have stored it: the test can tell.
+	if _, err := (&Renderer{Vars: v}).Render(ctx, "d", templateFS(t, map[string]string{"deployments/demo/manifest.yml": two})); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := st.SealedVariables(ctx, "demo"); len(now) != 2 {
+		t.Errorf("the writable vault stored %d variables; want 2", len(now))
+	}
+}

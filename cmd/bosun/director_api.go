@@ -33,6 +33,7 @@ type apiWiring struct {
 	Checker    api.CloudChecker
 	Sources    api.SourceLister
 	Observed   api.ObservedReader
+	Planner    api.Planner
 	// Metrics are other roles' /metrics collectors.
 	Metrics []func(ctx context.Context, m *api.MetricsWriter)
 
@@ -94,7 +95,7 @@ func setupAPI(ctx context.Context, d *director, f directorFlags, addr net.Addr) 
 	host, _ := os.Hostname()
 	srv, err := api.New(api.Options{
 		Store: d.store, Auth: auth, Log: d.log.With("component", "api"),
-		Reconciler: d.api.Reconciler, Prober: d.api.Prober, Logs: d.api.Logs, Checker: d.api.Checker, Sources: d.api.Sources, Observed: d.api.Observed,
+		Reconciler: d.api.Reconciler, Prober: d.api.Prober, Logs: d.api.Logs, Checker: d.api.Checker, Sources: d.api.Sources, Observed: d.api.Observed, Planner: d.api.Planner,
 		Metrics: d.api.Metrics, Name: host, Version: version,
 	})
 	if err != nil {

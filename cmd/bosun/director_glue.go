@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
 
 	"github.com/bosun-gitops/bosun/api"
 	"github.com/bosun-gitops/bosun/cpi"
 	hm "github.com/bosun-gitops/bosun/health"
+	"github.com/bosun-gitops/bosun/policy"
 	"github.com/bosun-gitops/bosun/reconciler"
 	"github.com/bosun-gitops/bosun/reconciler/plan"
 )
@@ -22,6 +28,9 @@ func glueRoles(d *director) error {
 	}
 	if d.api.Observed == nil {
 		d.api.Observed = apiObserved{d.reconciler}
+	}
+	if d.api.Planner == nil {
+		d.api.Planner = apiPlanner{d.reconciler}
 	}
 	if d.api.Sources == nil {
 		d.api.Sources = repoSource{d: d}
@@ -51,6 +60,31 @@ func (a apiObserved) Observed(ctx context.Context, deployment string) (api.Obser
 		return api.ObservedState{}, err
 	}
 	return observedToAPI(o), nil
+}
+
+// apiPlanner is the API's POST /plan: the reconciler plans an uploaded tree itself.
+type apiPlanner struct{ r *reconciler.Reconciler }
+
+func (a apiPlanner) Plan(ctx context.Context, tree fs.FS, req api.PlanRequest) (any, error) {
+	author := req.Author
+	if author == "" {
+		author = "bosun plan"
+	}
+	commit := policy.Commit{SHA: "working-tree", Author: policy.Person{Name: author, Time: time.Now().UTC().Format(time.RFC3339)}, Message: req.Message}
+	pv, err := a.r.PlanTree(ctx, tree, reconciler.TreePlanOptions{Base: req.Base, Commit: commit, Visible: req.Visible})
+	if err != nil {
+		return nil, planError(err)
+	}
+	return pv, nil
+}
+
+// planError marks the caller's mistakes (a tree that does not render) as the API's, which
+// answers them 422 with the message; other failures are the director's.
+func planError(err error) error {
+	if errors.Is(err, reconciler.ErrPlanInput) {
+		return fmt.Errorf("%w: %s", api.ErrPlanInput, strings.TrimPrefix(err.Error(), reconciler.ErrPlanInput.Error()+": "))
+	}
+	return err
 }
 
 // observedToAPI and observedFromAPI carry the planner's Observed over the API, which

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -68,6 +72,7 @@ func runPlan(ctx context.Context, c *cli, args []string) error {
 			commit.Message = msg
 		}
 	}
+	var pv *reconciler.Preview
 	opts := reconciler.PreviewOptions{Base: baseFS, Commit: commit}
 	if *againstDirector {
 		cl, err := rf.client()
@@ -75,18 +80,22 @@ func runPlan(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		opts.Director, opts.DirectorName = directorState{cl}, cl.URL()
+		if pv, err = serverPlan(ctx, c, cl, dir, *base, commit); err != nil {
+			return err
+		}
 	}
-	pv, err := reconciler.PreviewAgainst(ctx, os.DirFS(dir), opts)
-	if err != nil {
-		var ae *api.Error
-		if errors.As(err, &ae) {
-			return fmt.Errorf("plan against the director at %s: %w", opts.DirectorName, remoteError(err))
+	if pv == nil {
+		if pv, err = reconciler.PreviewAgainst(ctx, os.DirFS(dir), opts); err != nil {
+			var ae *api.Error
+			if errors.As(err, &ae) {
+				return fmt.Errorf("plan against the director at %s: %w", opts.DirectorName, remoteError(err))
+			}
+			var re *reconciler.RenderError
+			if errors.As(err, &re) {
+				return fmt.Errorf("the repository does not render:\n  %s", strings.Join(re.Problems, "\n  "))
+			}
+			return err
 		}
-		var re *reconciler.RenderError
-		if errors.As(err, &re) {
-			return fmt.Errorf("the repository does not render:\n  %s", strings.Join(re.Problems, "\n  "))
-		}
-		return err
 	}
 	if *asJSON {
 		if err := printJSON(c.stdout, pv); err != nil {
@@ -96,7 +105,7 @@ func runPlan(ctx context.Context, c *cli, args []string) error {
 		if err := writePreview(c.stdout, pv); err != nil {
 			return err
 		}
-		if *againstDirector && *base == "" && len(pv.Deleted) > 0 {
+		if *againstDirector && !pv.ServerSide && *base == "" && len(pv.Deleted) > 0 {
 			// The policies' "previous" comes from --base only: without it they see no
 			// deletion, and a deletion policy cannot deny one.
 			fmt.Fprintf(c.stdout, "Note: the policies judged without a previous revision, so they did not see the deletion of %s; give --base (the branch the director tracks) for that\n", strings.Join(pv.Deleted, ", "))
@@ -136,8 +145,140 @@ func (s directorState) Observed(ctx context.Context, deployment string) (plan.Ob
 	return observedFromAPI(o), o.Known, nil
 }
 
+// serverPlan has the director plan dir itself (POST /plan), when it can: it renders with
+// the variables it keeps, so generated passwords and certificates are its own. nil (and
+// no error): it cannot, say why on stderr, and the caller plans here.
+func serverPlan(ctx context.Context, c *cli, cl *api.Client, dir, base string, commit policy.Commit) (*reconciler.Preview, error) {
+	in, err := cl.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("plan against the director at %s: %w", cl.URL(), remoteError(err))
+	}
+	if !in.Features["plan"] {
+		if in.User == "" {
+			return nil, nil // the token is not accepted: the plan here says so
+		}
+		fmt.Fprintf(c.stderr, "The director at %s does not plan trees itself (it is older); planning here, with throwaway values for the variables it generates.\n", cl.URL())
+		return nil, nil
+	}
+	tgz, err := packTree(dir, api.MaxPlanUpload)
+	if errors.Is(err, errTreeTooBig) {
+		fmt.Fprintf(c.stderr, "The working tree is over the director's %d MiB limit for a plan; planning here, with throwaway values for the variables it generates.\n", api.MaxPlanUpload>>20)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	o := api.PlanOptions{Author: commit.Author.Name, Message: commit.Message}
+	if base != "" {
+		if o.Base, err = resolveSHA(dir, base); err != nil {
+			return nil, err
+		}
+	}
+	raw, err := cl.Plan(ctx, tgz, o)
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity {
+		return nil, fmt.Errorf("the director cannot plan the repository:\n  %s", strings.ReplaceAll(ae.Message, "\n", "\n  "))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("plan on the director at %s: %w", cl.URL(), remoteError(err))
+	}
+	var pv reconciler.Preview
+	if err := json.Unmarshal(raw, &pv); err != nil {
+		return nil, fmt.Errorf("plan on the director at %s: unreadable answer: %w", cl.URL(), err)
+	}
+	pv.Director, pv.ServerSide = cl.URL(), true
+	return &pv, nil
+}
+
+var errTreeTooBig = errors.New("the tree is too big")
+
+// packTree writes dir as a gzipped tar for POST /plan, without .git. Links are followed
+// when they stay inside dir (the director takes no links); one that leads out of it is
+// an error, as the director would not see what it points to.
+func packTree(dir string, limit int) ([]byte, error) {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", dir, err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		if d.IsDir() {
+			if d.Name() == ".git" {
+				return filepath.SkipDir
+			}
+			return tw.WriteHeader(&tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: 0o755})
+		}
+		src := p
+		if d.Type()&fs.ModeSymlink != 0 {
+			if src, err = filepath.EvalSymlinks(p); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if r, err := filepath.Rel(root, src); err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+				return fmt.Errorf("%s links out of the repository (to %s); the director would not see it", name, src)
+			}
+			if fi, err := os.Stat(src); err != nil || !fi.Mode().IsRegular() {
+				return fmt.Errorf("%s is a link to a directory or a special file; the director's plan takes files", name)
+			}
+		} else if !d.Type().IsRegular() {
+			return nil // sockets and the like are no part of a manifest repository
+		}
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b))}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return err
+		}
+		if buf.Len() > limit {
+			return errTreeTooBig
+		}
+		return nil
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if errors.Is(err, errTreeTooBig) || err == nil && buf.Len() > limit {
+		return nil, errTreeTooBig
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pack %s for the director: %w", dir, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// resolveSHA is the full sha of rev in the git repository at dir.
+func resolveSHA(dir, rev string) (string, error) {
+	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true})
+	if err != nil {
+		return "", fmt.Errorf("--base %s: %s is not a git repository: %w", rev, dir, err)
+	}
+	h, err := repo.ResolveRevision(plumbing.Revision(rev))
+	if err != nil {
+		return "", fmt.Errorf("--base %s: %w", rev, err)
+	}
+	return h.String(), nil
+}
+
 func writePreview(w io.Writer, pv *reconciler.Preview) error {
-	if pv.Director != "" {
+	if pv.ServerSide {
+		fmt.Fprintf(w, "Rendered and planned by the director at %s: with the variables it keeps, against what it has now, judged by the policies in force there.\n\n", pv.Director)
+	} else if pv.Director != "" {
 		fmt.Fprintf(w, "Planned against the state of the director at %s (what it has now, not what the repository had).\n\n", pv.Director)
 	}
 	planned := map[string]bool{}
