@@ -71,6 +71,34 @@ func BenchmarkCompute(b *testing.B) {
 	b.Run("all-jobs-changed", func(b *testing.B) {
 		loop(b, func() error { _, err := Compute(changed, deployed, Options{}); return err })
 	})
+	// Every group consumes a link the next one provides; the providers scale 10 → 11, so
+	// every consumer's link fingerprint moves.
+	linked := benchDeployment()
+	for i := range linked.Groups {
+		linked.Groups[i].Links = []string{linked.Groups[(i+1)%len(linked.Groups)].Name}
+	}
+	linkedDeployed := apply(mustComputeB(b, linked, Observed{}, Options{NewID: ids()}))
+	scaled := benchDeployment()
+	for i := range scaled.Groups {
+		scaled.Groups[i].Links = linked.Groups[i].Links
+		scaled.Groups[i].Instances = 11
+	}
+	b.Run("links-no-change", func(b *testing.B) {
+		loop(b, func() error { _, err := Compute(linked, linkedDeployed, Options{}); return err })
+	})
+	b.Run("links-providers-scaled", func(b *testing.B) {
+		loop(b, func() error { _, err := Compute(scaled, linkedDeployed, Options{NewID: idsFrom(100_000)}); return err })
+	})
+	// A new stemcell recreates every instance create-swap-delete: each needs a second
+	// address while its old VM holds the first.
+	csd := benchDeployment()
+	for i := range csd.Groups {
+		csd.Groups[i].Update.VMStrategy = CreateSwapDelete
+		csd.Groups[i].Stemcell.Version = "1.11"
+	}
+	b.Run("create-swap-delete-all", func(b *testing.B) {
+		loop(b, func() error { _, err := Compute(csd, deployed, Options{}); return err })
+	})
 }
 
 // BenchmarkComputeOneLargeGroup guards against costs quadratic in a group's size.
