@@ -293,6 +293,30 @@ func TestReconcileJourney(t *testing.T) {
 	}
 	answers(t, sf, "Fixed")
 
+	// vm_strategy create-swap-delete and a new env: each instance's new VM boots on a new
+	// address while the old one still serves, then takes over; ids stay.
+	old := map[string]string{}
+	for _, in := range sf.Instances {
+		old[in.Name] = in.IPs[0] + " " + in.VMCID
+	}
+	swap := m.edit("swap VMs", func(s string) string {
+		s = strings.Replace(s, "  canaries: 1\n", "  canaries: 1\n  vm_strategy: create-swap-delete\n", 1)
+		return strings.Replace(s, "  vm_type: default\n", "  vm_type: default\n  env: {bosun_e2e: swapped}\n", 1)
+	})
+	msg, sf = m.awaitStatus(d, swap, 5*time.Minute)
+	if sf.Result != "succeeded" || !strings.Contains(msg, "2 recreated") {
+		t.Fatalf("create-swap-delete: %s\n%+v", msg, sf)
+	}
+	for _, in := range sf.Instances {
+		if was := strings.Fields(old[in.Name]); len(was) != 2 || was[0] == in.IPs[0] || was[1] == in.VMCID {
+			t.Errorf("%s: %s → %s %s; want a new VM on a new address", in.Name, old[in.Name], in.IPs[0], in.VMCID)
+		}
+	}
+	if got := ids(sf); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("instance ids moved: %v → %v", before, got)
+	}
+	answers(t, sf, "Fixed")
+
 	// Scale 2 → 3 → 1: nobody is renamed by accident.
 	up := m.edit("scale up", func(s string) string { return strings.Replace(s, "instances: 2", "instances: 3", 1) })
 	_, sf = m.awaitStatus(d, up, 5*time.Minute)
