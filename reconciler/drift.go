@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -117,6 +118,57 @@ type DriftItem struct {
 // key names a drift for "already acted on". The mode is part of it: a drift only reported
 // is repaired once bosun.yml switches the deployment to repair (and a repair that did not
 // help is reported once after a switch to report).
+// DriftMemory keeps what each deployment's drift check acted on across director
+// restarts; *postgres.Store is one. Without it the memory lasts as long as the process.
+type DriftMemory interface {
+	DriftSeen(ctx context.Context, deployment string) ([]string, error)
+	PutDriftSeen(ctx context.Context, deployment string, keys []string) error
+}
+
+// loadDriftSeen returns what the deployment's last check acted on, from the store the
+// first time this process checks it.
+func (r *Reconciler) loadDriftSeen(ctx context.Context, deployment string) map[string]bool {
+	r.driftMu.Lock()
+	seen, ok := r.driftSeen[deployment]
+	r.driftMu.Unlock()
+	if ok {
+		return seen
+	}
+	seen = map[string]bool{}
+	if m, ok := r.cfg.Store.(DriftMemory); ok {
+		keys, err := m.DriftSeen(ctx, deployment)
+		if err != nil {
+			r.log.Warn("drift check: what earlier checks acted on could not be read; a lasting drift may be acted on again", "deployment", deployment, "err", err)
+		}
+		for _, k := range keys {
+			seen[k] = true
+		}
+	}
+	r.driftMu.Lock()
+	r.driftSeen[deployment] = seen
+	r.driftMu.Unlock()
+	return seen
+}
+
+// saveDriftSeen records what the check acted on when it differs from before.
+func (r *Reconciler) saveDriftSeen(ctx context.Context, deployment string, before map[string]bool) {
+	m, ok := r.cfg.Store.(DriftMemory)
+	if !ok {
+		return
+	}
+	r.driftMu.Lock()
+	now := r.driftSeen[deployment]
+	same := maps.Equal(before, now)
+	keys := slices.Sorted(maps.Keys(now))
+	r.driftMu.Unlock()
+	if same {
+		return
+	}
+	if err := m.PutDriftSeen(context.WithoutCancel(ctx), deployment, keys); err != nil {
+		r.log.Warn("drift check: what it acted on could not be recorded; after a restart a lasting drift may be acted on again", "deployment", deployment, "err", err)
+	}
+}
+
 func (it DriftItem) key(mode, vmcid string) string {
 	return mode + "|" + it.Kind + "|" + it.Instance + "|" + vmcid
 }
@@ -231,8 +283,9 @@ func (r *Reconciler) checkDeployment(ctx context.Context, dr state.DeploymentRen
 	// comes back is acted on again.
 	seenNow := map[string]bool{}
 	var fresh []DriftItem
+	seen := r.loadDriftSeen(ctx, dr.Deployment)
+	defer r.saveDriftSeen(ctx, dr.Deployment, seen)
 	r.driftMu.Lock()
-	seen := r.driftSeen[dr.Deployment]
 	for _, it := range found {
 		k := it.key(mode, vmOf[it.Instance])
 		seenNow[k] = true

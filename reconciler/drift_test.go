@@ -469,3 +469,37 @@ func TestDriftMeltdownReportsInsteadOfRecreating(t *testing.T) {
 		t.Errorf("the meltdown was acted on again: %+v", again)
 	}
 }
+
+// TestDriftRememberedAcrossRestarts: a director that restarts while a drift lasts does
+// not act on it again; one that went away meanwhile is forgotten there too.
+func TestDriftRememberedAcrossRestarts(t *testing.T) {
+	h := newDriftHarness(t)
+	o0 := h.inst("other web/0")
+	changed := protocol.State{AgentID: o0.AgentID, JobState: protocol.JobRunning}
+	changed.ConfigurationHash = "hash-by-hand"
+	h.agents.set(o0.AgentID, changed, nil)
+	if d := h.check(); len(d) != 1 {
+		t.Fatalf("drifts = %+v", d)
+	}
+	statusBefore := len(h.repo.statusLog())
+	restart := func() { h.r.driftMu.Lock(); h.r.driftSeen = map[string]map[string]bool{}; h.r.driftMu.Unlock() }
+	restart()
+	if d := h.check(); len(d) != 0 {
+		t.Errorf("after a restart the lasting drift was acted on again: %+v", d)
+	}
+	if n := len(h.repo.statusLog()) - statusBefore; n != 0 {
+		t.Errorf("%d status commits after the restart", n)
+	}
+	// The drift goes, the director restarts, it comes back: reported again.
+	mended := protocol.State{AgentID: o0.AgentID, JobState: protocol.JobRunning}
+	mended.ConfigurationHash = "hash-applied"
+	h.agents.set(o0.AgentID, mended, nil)
+	if d := h.check(); len(d) != 0 {
+		t.Fatalf("drifts once mended = %+v", d)
+	}
+	restart()
+	h.agents.set(o0.AgentID, changed, nil)
+	if d := h.check(); len(d) != 1 {
+		t.Errorf("a drift that came back after a restart = %+v; want it reported", d)
+	}
+}

@@ -180,6 +180,9 @@ func (s *Store) ForgetDeployment(ctx context.Context, deployment string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM ip_reservations WHERE deployment = $1`, deployment); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM drift_seen WHERE deployment = $1`, deployment); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM shared_links WHERE deployment = $1`, deployment); err != nil {
 			return err
 		}
@@ -251,6 +254,9 @@ func (s *Store) ReserveAddresses(ctx context.Context, deployment string, ips map
 	errTaken := errors.New("taken")
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM ip_reservations WHERE deployment = $1`, deployment); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM drift_seen WHERE deployment = $1`, deployment); err != nil {
 			return err
 		}
 		for network, addrs := range ips {
@@ -353,6 +359,35 @@ func (s *Store) PutSharedLinks(ctx context.Context, deployment string, links []s
 	})
 	if err != nil {
 		return fmt.Errorf("save shared links of %s: %w", deployment, err)
+	}
+	return nil
+}
+
+// DriftSeen returns the drift keys the deployment's last drift check acted on.
+func (s *Store) DriftSeen(ctx context.Context, deployment string) ([]string, error) {
+	var keys []string
+	err := s.pool.QueryRow(ctx, `SELECT keys FROM drift_seen WHERE deployment = $1`, deployment).Scan(&keys)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read drift seen for %s: %w", deployment, err)
+	}
+	return keys, nil
+}
+
+// PutDriftSeen records the drift keys the deployment's last check acted on; none clears
+// them.
+func (s *Store) PutDriftSeen(ctx context.Context, deployment string, keys []string) error {
+	var err error
+	if len(keys) == 0 {
+		_, err = s.pool.Exec(ctx, `DELETE FROM drift_seen WHERE deployment = $1`, deployment)
+	} else {
+		_, err = s.pool.Exec(ctx, `INSERT INTO drift_seen (deployment, keys) VALUES ($1, $2)
+			ON CONFLICT (deployment) DO UPDATE SET keys = excluded.keys, updated_at = now()`, deployment, keys)
+	}
+	if err != nil {
+		return fmt.Errorf("record drift seen for %s: %w", deployment, err)
 	}
 	return nil
 }
