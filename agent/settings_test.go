@@ -2,18 +2,10 @@ package agent
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -23,6 +15,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/blobstore/local"
 	"github.com/bosun-gitops/bosun/blobstore/signed"
+	"github.com/bosun-gitops/bosun/internal/testcert"
 )
 
 // davSettings are settings.json with the blobstore section the director gives cloud
@@ -41,7 +34,7 @@ func davSettings(t *testing.T, endpoint string, ca []byte) []byte {
 }
 
 func TestSettingsBlobstoreCA(t *testing.T) {
-	_, ca := testCA(t)
+	_, ca := testcert.SelfSigned(t)
 	s, err := ParseSettings(davSettings(t, "https://10.0.0.5:25250", ca))
 	if err != nil {
 		t.Fatal(err)
@@ -69,8 +62,8 @@ func TestSettingsBlobstoreCA(t *testing.T) {
 // machine on the VMs' network answering for the director).
 func TestAgentClientTrustsSettingsCA(t *testing.T) {
 	ctx := context.Background()
-	director, directorCA := testCA(t)
-	impostor, _ := testCA(t)
+	director, directorCA := testcert.SelfSigned(t)
+	impostor, _ := testcert.SelfSigned(t)
 	serve := func(cert tls.Certificate) (*signed.Signer, *local.Store) {
 		store, err := local.Open(t.TempDir())
 		if err != nil {
@@ -123,24 +116,4 @@ func TestAgentClientTrustsSettingsCA(t *testing.T) {
 	if err := a.http.Download(ctx, good.SignGet(d), nil, d, io.Discard); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("a private CA's server with the system roots: err = %v; want a certificate error", err)
 	}
-}
-
-// testCA is a self-signed server certificate for 127.0.0.1, its own CA.
-func testCA(t *testing.T) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test blobstore"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -363,34 +363,39 @@ func resolveLinks(provs []linkProvider, p plan.Plan, d *Deployment, consumes map
 func groupLinks(provs []linkProvider, d *Deployment, ig manifest.InstanceGroup, rv *Rendered) ([]string, string) {
 	var groups []string
 	var parts []any
+	eachConsumed(d, ig, rv, func(j manifest.Job, def release.LinkDef, c consumer) {
+		if c.deployment != "" && c.deployment != d.Name {
+			parts = append(parts, []string{j.Name, def.Name, "from deployment", c.deployment, c.from, c.network})
+			return
+		}
+		for _, pv := range provs {
+			if pv.typ == def.Type && (c.from == "" || pv.name == c.from) {
+				groups = append(groups, pv.group)
+				parts = append(parts, []any{j.Name, def.Name, pv.group, pv.name, pv.typ, c.network, pv.props})
+				return
+			}
+		}
+	})
+	if len(parts) == 0 {
+		return nil, ""
+	}
+	slices.Sort(groups)
+	return slices.Compact(groups), hashJSON(parts)
+}
+
+// eachConsumed calls f for every link ig's jobs consume that the manifest does not block.
+func eachConsumed(d *Deployment, ig manifest.InstanceGroup, rv *Rendered, f func(manifest.Job, release.LinkDef, consumer)) {
 	for _, j := range jobsOf(d.Manifest, ig, rv) {
 		_, rj := releaseJob(d, j)
 		if rj == nil {
 			continue
 		}
 		for _, def := range rj.Spec.Consumes {
-			c := consumerOf(j.Consumes, def.Name)
-			switch {
-			case c.blocked:
-				continue
-			case c.deployment != "" && c.deployment != d.Name:
-				parts = append(parts, []string{j.Name, def.Name, "from deployment", c.deployment, c.from, c.network})
-				continue
-			}
-			for _, pv := range provs {
-				if pv.typ == def.Type && (c.from == "" || pv.name == c.from) {
-					groups = append(groups, pv.group)
-					parts = append(parts, []any{j.Name, def.Name, pv.group, pv.name, pv.typ, c.network, pv.props})
-					break
-				}
+			if c := consumerOf(j.Consumes, def.Name); !c.blocked {
+				f(j, def, c)
 			}
 		}
 	}
-	if len(parts) == 0 {
-		return nil, ""
-	}
-	slices.Sort(groups)
-	return slices.Compact(groups), hashJSON(parts)
 }
 
 // withForeignLinks returns d's desired state with what the links its jobs consume from
@@ -405,21 +410,14 @@ func withForeignLinks(d *Deployment, rv *Rendered, foreign map[string][]state.Sh
 			continue
 		}
 		var parts []any
-		for _, j := range jobsOf(d.Manifest, ig, rv) {
-			_, rj := releaseJob(d, j)
-			if rj == nil {
-				continue
+		eachConsumed(d, ig, rv, func(j manifest.Job, def release.LinkDef, c consumer) {
+			if c.deployment == "" || c.deployment == d.Name {
+				return
 			}
-			for _, def := range rj.Spec.Consumes {
-				c := consumerOf(j.Consumes, def.Name)
-				if c.blocked || c.deployment == "" || c.deployment == d.Name {
-					continue
-				}
-				if l, err := resolveForeign(foreign[c.deployment], def, c); err == nil {
-					parts = append(parts, []any{j.Name, def.Name, l})
-				}
+			if l, err := resolveForeign(foreign[c.deployment], def, c); err == nil {
+				parts = append(parts, []any{j.Name, def.Name, l})
 			}
-		}
+		})
 		if len(parts) > 0 {
 			des.Groups[i].LinkHash = hashJSON([]any{des.Groups[i].LinkHash, parts})
 		}

@@ -3,17 +3,9 @@ package signed
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/blobstore/local"
+	"github.com/bosun-gitops/bosun/internal/testcert"
 )
 
 // tlsSetup serves a store over TLS with a self-signed certificate of its own (httptest's
@@ -40,32 +33,13 @@ func tlsSetup(t *testing.T, redirectTo string) (*Signer, *local.Store, []byte) {
 	if redirectTo != "" {
 		mux.Handle("/elsewhere", http.RedirectHandler(redirectTo, http.StatusFound))
 	}
-	cert, caPEM := selfSigned(t)
+	cert, caPEM := testcert.SelfSigned(t)
 	srv := httptest.NewUnstartedServer(mux)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	s.Base = srv.URL
 	return s, store, caPEM
-}
-
-func selfSigned(t *testing.T) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test blobstore"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // A client given a CA downloads and uploads from a server whose certificate chains to
