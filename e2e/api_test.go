@@ -1,17 +1,10 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/api"
+	"github.com/bosun-gitops/bosun/internal/testcert"
 )
 
 // `bosun director --dev` logs the local user in by writing the CLI's config file. Tests
@@ -133,7 +127,7 @@ func TestDirectorDevLogsTheCLIIn(t *testing.T) {
 
 func TestDirectorServesTLSWithConfiguredTokens(t *testing.T) {
 	base := reachableTempDir(t)
-	certFile, keyFile := writeCert(t, base)
+	certFile, keyFile := testcert.WriteSelfSigned(t, base)
 	readTok, _ := api.NewToken()
 	cfg := "tls: {cert: " + certFile + ", key: " + keyFile + "}\n" +
 		"tokens:\n- {name: auditor, hash: " + api.HashToken(readTok) + ", scopes: [bosun.read]}\n"
@@ -184,34 +178,6 @@ func TestDirectorServesTLSWithConfiguredTokens(t *testing.T) {
 		t.Errorf("dev env over TLS: %d %s%s", code, o, e)
 	}
 	d.stop(t)
-}
-
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key under dir.
-func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bosun e2e"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 func TestDirectorBadAPIConfig(t *testing.T) {
