@@ -591,6 +591,10 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 		verdict, verr = r.cfg.Gate.Judge(ctx, in, nil)
 	} else if ctx.Err() != nil {
 		return j, verr // stopping, not the source's fault: judged again on the next start
+	} else if errors.Is(verr, errPolicySourceUnreadable) {
+		// Fail closed without a verdict: nothing is accepted, and the commit is judged
+		// again once the trusted policies can be read.
+		return j, fmt.Errorf("revision %s waits: %w", rev.Short(), verr)
 	}
 	sv := state.Verdict{PolicyRevision: verdict.PolicyRevision, Denies: messages(verdict.Denies),
 		Warnings: append(messages(verdict.Warnings), warnings...), Exceptions: messages(verdict.Exceptions), EvaluatedIn: verdict.Duration}
@@ -650,6 +654,11 @@ func (r *Reconciler) judge(ctx context.Context, rev source.Revision, force bool)
 	return j, nil
 }
 
+// errPolicySourceUnreadable: the trusted policy source could not be read (a network
+// failure, a repository gone). The commit is not judged, neither accepted nor rejected,
+// and is judged again at the next poll: a passing outage must not reject it for good.
+var errPolicySourceUnreadable = errors.New("the trusted policy source cannot be read")
+
 // trustedPolicies installs the policies at the PolicySource's head in the gate, loading
 // them again only when that head moved. On any failure the gate is emptied, so that no
 // stale policies judge: the caller rejects the commit (fail closed).
@@ -661,7 +670,7 @@ func (r *Reconciler) trustedPolicies(ctx context.Context) error {
 	if err != nil {
 		r.cfg.Gate.Set(nil)
 		r.policySHA = ""
-		return fmt.Errorf("the trusted policy source cannot be read, so nothing is accepted: %w", err)
+		return fmt.Errorf("%w, so nothing is judged until it can be: %w", errPolicySourceUnreadable, err)
 	}
 	if rev.SHA == r.policySHA && r.cfg.Gate.Engine() != nil {
 		return nil

@@ -99,13 +99,25 @@ func TestTrustedPolicySourceJudgesEveryCommit(t *testing.T) {
 	trusted.commit("fixed", map[string]string{"policies/broken.rego": ""})
 	h.repo.commit("seventh", map[string]string{"README.md": "seventh\n"})
 	h.reconcile(state.RevisionAccepted)
-	if err := os.RemoveAll(trusted.dir); err != nil {
+	// A source that cannot be read: the commit is neither accepted nor rejected; it
+	// waits, and is judged once the source is back.
+	away := trusted.dir + ".away"
+	if err := os.Rename(trusted.dir, away); err != nil {
 		t.Fatal(err)
 	}
-	h.repo.commit("eighth", map[string]string{"README.md": "eighth\n"})
-	if j := h.reconcile(state.RevisionRejected); len(j.Tasks) != 0 || !strings.Contains(strings.Join(j.Problems, " "), "cannot be read") {
-		t.Fatalf("problems = %q", j.Problems)
+	eighth := h.repo.commit("eighth", map[string]string{"README.md": "eighth\n"})
+	for range 2 {
+		if j, err := h.r.ReconcileNow(h.ctx); err == nil || !strings.Contains(err.Error(), "cannot be read") || len(j.Tasks) != 0 {
+			t.Fatalf("with the trusted source unreadable: %+v, %v", j, err)
+		}
+		if _, err := h.store.Revision(h.ctx, eighth); err == nil {
+			t.Fatal("a verdict was recorded while the trusted policies could not be read")
+		}
 	}
+	if err := os.Rename(away, trusted.dir); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(state.RevisionAccepted)
 }
 
 // A restarted reconciler with a trusted source never loads the last accepted revision's
