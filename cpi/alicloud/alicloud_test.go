@@ -47,7 +47,7 @@ type env struct {
 func baseConfig(cloud *fakealicloud.Cloud) alicloud.Config {
 	return alicloud.Config{
 		Region: fakealicloud.Region, AccessKeyID: fakealicloud.AccessKeyID, AccessKeySecret: fakealicloud.AccessKeySecret,
-		ECSEndpoint: cloud.URL(), VPCEndpoint: cloud.URL(), SLBEndpoint: cloud.URL(), NLBEndpoint: cloud.URL(),
+		ECSEndpoint: cloud.URL(), VPCEndpoint: cloud.URL(), SLBEndpoint: cloud.URL(), NLBEndpoint: cloud.URL(), OSSEndpoint: cloud.URL(),
 		StateTimeout: 10, WaitResourcePollInterval: 0.001,
 		RetryConfig:       alicloud.RetryConfig{MaxAttempts: 4, SleepDuration: 0.001, MaxSleep: 0.01},
 		ConnectionOptions: alicloud.ConnectionOptions{ReadTimeout: 2},
@@ -617,10 +617,6 @@ func TestStemcells(t *testing.T) {
 		_, err := e.cpi.CreateStemcell(ctx, "", json.RawMessage(`{"oss_bucket":"b","oss_object":"nope.raw"}`))
 		wantCPIError(t, err, cpi.CloudError, false, "ecs ImportImage answered 404 InvalidOSSObject.NotFound", "b/nope.raw")
 	})
-	t.Run("a tarball alone cannot be imported", func(t *testing.T) {
-		_, err := e.cpi.CreateStemcell(ctx, "/tmp/image", json.RawMessage(`{"name":"s","version":"1"}`))
-		wantCPIError(t, err, cpi.CloudError, false, "ECS imports images only from OSS")
-	})
 	t.Run("light stemcell image survives", func(t *testing.T) {
 		id := e.cloud.AddImage("shared", "Available")
 		sc, err := e.cpi.CreateStemcell(ctx, "", json.RawMessage(`{"image_id":{"cn-beijing":"`+id+`"}}`))
@@ -680,6 +676,8 @@ func TestParseConfig(t *testing.T) {
 		{in: `{"region":"cn-beijing","access_key_id":"a"}`, err: "access_key_id and access_key_secret are required"},
 		{in: `{"region":"cn-beijing","access_key_id":"a","access_key_secret":"hunter2","ecs_endpoint":"ftp://x"}`, err: "ecs_endpoint: must be a host or an http(s) URL"},
 		{in: `{"region":"cn-beijing","access_key_id":"a","access_key_secret":"hunter2","ecs_endpoint":"http://u:hunter2@x"}`, err: "ecs_endpoint"},
+		{in: `{"region":"cn-beijing","access_key_id":"a","access_key_secret":"s","oss_endpoint":"oss-cn-beijing-internal.aliyuncs.com"}`},
+		{in: `{"region":"cn-beijing","access_key_id":"a","access_key_secret":"hunter2","oss_endpoint":"ftp://x"}`, err: "oss_endpoint: must be a host or an http(s) URL"},
 		{in: `{"region":"cn-beijing","access_key_id":"a","access_key_secret":"hunter2","state_timeout":-1}`, err: "state_timeout must not be negative"},
 		{in: `{"region":"cn-beijing","access_key_id":"a","access_key_secret":["hunter2"]}`, err: `key "access_key_secret" must be string, got array`},
 		{in: `{"region":"cn-beijing","access_key_id":"a","access_key_secret":"hunter2"} {}`, err: "trailing data"},

@@ -36,6 +36,12 @@ type CPI struct {
 	vpc  endpoint
 	slb  endpoint
 	nlb  endpoint
+	oss  endpoint // heavy stemcells' temporary buckets
+
+	// maxPut bounds one PutObject (OSS's 5 GiB; lowered by tests) and clock stamps
+	// OSS requests (nil: the time now).
+	maxPut int64
+	clock  func() time.Time
 }
 
 type endpoint struct {
@@ -78,6 +84,7 @@ func New(cfg Config, log *slog.Logger) (*CPI, error) {
 		c.slb.host = "slb." + cfg.Region + ".aliyuncs.com"
 	}
 	c.nlb = endpoint{product: "nlb", scheme: "HTTPS", host: "nlb." + cfg.Region + ".aliyuncs.com"}
+	c.oss, c.maxPut = ossEndpoint(cfg), maxPutObject
 	for _, e := range []struct {
 		s  string
 		to *endpoint

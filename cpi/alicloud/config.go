@@ -41,6 +41,10 @@ type Config struct {
 	VPCEndpoint string `json:"vpc_endpoint,omitempty"`
 	SLBEndpoint string `json:"slb_endpoint,omitempty"`
 	NLBEndpoint string `json:"nlb_endpoint,omitempty"`
+	// OSSEndpoint is where a heavy stemcell's image is uploaded before ECS imports it
+	// (default oss-<region>.aliyuncs.com over HTTPS), in the same forms. It must be
+	// in the CPI's region: ECS imports only from buckets in its own.
+	OSSEndpoint string `json:"oss_endpoint,omitempty"`
 
 	// StateTimeout bounds each wait for a resource to reach a state, in seconds
 	// (default 600: ECS imports and starts are slow).
@@ -135,7 +139,7 @@ func (c *Config) check() error {
 	case c.AccessKeyID == "" || c.AccessKeySecret == "":
 		return errors.New("alicloud config: access_key_id and access_key_secret are required")
 	}
-	for k, v := range map[string]string{"ecs_endpoint": c.ECSEndpoint, "vpc_endpoint": c.VPCEndpoint, "slb_endpoint": c.SLBEndpoint, "nlb_endpoint": c.NLBEndpoint} {
+	for k, v := range map[string]string{"ecs_endpoint": c.ECSEndpoint, "vpc_endpoint": c.VPCEndpoint, "slb_endpoint": c.SLBEndpoint, "nlb_endpoint": c.NLBEndpoint, "oss_endpoint": c.OSSEndpoint} {
 		if _, _, err := parseEndpoint(v); err != nil {
 			return fmt.Errorf("alicloud config: %s: %w", k, err)
 		}

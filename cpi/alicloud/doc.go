@@ -7,6 +7,16 @@
 // place; update_disk changes category and performance level with ModifyDiskSpec),
 // images imported from OSS or light stemcells naming an image per region.
 //
+// Heavy stemcells: ECS imports only from OSS, so, as BOSH's CPI does, root.img is
+// streamed out of the stemcell's image into a private bucket made for the one upload
+// (bosh-stemcell-<random>, at oss_endpoint, default oss-<region>.aliyuncs.com), then
+// imported (ImportImage, waited for), and the object and bucket are deleted whether
+// the import succeeded or not (a failed deletion is logged). The OSS Go SDK is not
+// used: the four calls (PutBucket, PutObject, DeleteObject, DeleteBucket) are plain
+// HTTP with OSS's V1 header signature (HMAC-SHA1), the STS token as
+// x-oss-security-token. One PutObject takes at most 5 GiB; larger images are refused
+// (no multipart upload) and must be uploaded by hand and named by oss_bucket/oss_object.
+//
 // It follows BOSH's Alibaba Cloud CPI where behaviour is visible from outside: the
 // global configuration and cloud_properties keys have its names; an instance is
 // created stopped, gets the agent's full settings as base64 UserData (at most 32 KiB

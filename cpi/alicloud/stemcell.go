@@ -30,8 +30,8 @@ const allImageStatuses = "Creating,Waiting,Available,UnAvailable,CreateFailed,De
 // CreateStemcell implements cpi.CPI. With image_id (region → image) in the cloud
 // properties the stemcell is light: the region's image must exist and be Available,
 // and it is never deleted with the stemcell. With oss_bucket and oss_object the
-// image is imported from OSS and waited for. A stemcell tarball alone cannot be
-// imported: ECS imports only from OSS.
+// image is imported from OSS and waited for. Otherwise the stemcell is heavy: its
+// image goes to a temporary OSS bucket first (see importTarball).
 func (c *CPI) CreateStemcell(ctx context.Context, imagePath string, props json.RawMessage) (cpi.StemcellCID, error) {
 	const method = "create_stemcell"
 	var p stemcellProps
@@ -61,8 +61,7 @@ func (c *CPI) CreateStemcell(ctx context.Context, imagePath string, props json.R
 	case p.OSSBucket != "" || p.OSSObject != "":
 		return "", c.errf(ctx, method, imagePath, cpi.CloudError, false, nil, "oss_bucket and oss_object go together")
 	}
-	return "", c.errf(ctx, method, imagePath, cpi.CloudError, false, nil,
-		"ECS imports images only from OSS: upload the stemcell's root.img to a bucket and give oss_bucket and oss_object in its cloud_properties, or use a light stemcell (image_id)")
+	return c.importTarball(ctx, imagePath, p)
 }
 
 func (c *CPI) importImage(ctx context.Context, p stemcellProps) (cpi.StemcellCID, error) {

@@ -751,7 +751,7 @@ func (c *Cloud) importImage(p params) (map[string]any, *apiError) {
 	}
 	pre := "DiskDeviceMapping.1."
 	obj := p.get(pre+"OSSBucket") + "/" + p.get(pre+"OSSObject")
-	if !c.oss[obj] {
+	if !c.hasObject(p.get(pre+"OSSBucket"), p.get(pre+"OSSObject")) {
 		return nil, errf(404, "InvalidOSSObject.NotFound", "The specified OSS object %q does not exist.", obj)
 	}
 	switch p.get(pre + "Format") {
@@ -795,6 +795,10 @@ func (c *Cloud) describeImages(p params) (map[string]any, *apiError) {
 		if img.Status == "Creating" {
 			if img.polls++; img.polls >= c.opts.Polls {
 				img.Status = or(img.fate, "Available")
+				// ECS reads the object while it imports: one deleted too soon fails it.
+				if b, o, ok := strings.Cut(img.OSSObject, "/"); ok && !c.hasObject(b, o) {
+					img.Status = "CreateFailed"
+				}
 			}
 		}
 		if !slices.Contains(statuses, img.Status) {

@@ -12,7 +12,11 @@
 // VSwitch with no free address; quota; UserData over 32 KiB; wrong states; an unknown
 // load balancer or server group, a backend added twice), injects
 // faults (any status and code, slow or dropped answers, failures after acting) and
-// logs every request without its secrets or user data.
+// logs every request without its secrets or user data. Its OSS (path-style at the
+// same URL: PutBucket, PutObject, DeleteObject, DeleteBucket) checks OSS's V1
+// header signature, answers OSS's XML errors, and keeps objects' sizes and digests;
+// ImportImage needs the object to exist, and an import fails if it is deleted before
+// the import ends.
 //
 // A client reaches it exactly as a real region: through its endpoint.
 package fakealicloud
@@ -172,7 +176,7 @@ type Cloud struct {
 	vswitches []vswitch
 	sgs       []string
 	keyPairs  []string
-	oss       map[string]bool
+	buckets   map[string]*ossBucket
 	instances map[string]*Instance
 	disks     map[string]*Disk
 	images    map[string]*Image
@@ -206,9 +210,10 @@ func New(t testing.TB, opts Options) *Cloud {
 		zones: []string{ZoneA, ZoneB},
 		vswitches: []vswitch{{VSwitchA, ZoneA, netip.MustParsePrefix("10.0.0.0/24")}, {VSwitchB, ZoneB, netip.MustParsePrefix("10.1.0.0/24")},
 			{VSwitchTiny, ZoneA, netip.MustParsePrefix("10.9.0.0/29")}},
-		sgs:       []string{SecurityGroup, SecurityGroup2},
-		keyPairs:  []string{KeyPair},
-		oss:       map[string]bool{OSSBucket + "/" + OSSObject: true},
+		sgs:      []string{SecurityGroup, SecurityGroup2},
+		keyPairs: []string{KeyPair},
+		buckets: map[string]*ossBucket{OSSBucket: {acl: "private", objects: map[string]*OSSObjectInfo{
+			OSSObject: {Bucket: OSSBucket, Key: OSSObject, Size: 3 << 30}}}},
 		instances: map[string]*Instance{}, disks: map[string]*Disk{}, images: map[string]*Image{},
 		snapshots: map[string]*Snapshot{}, tokens: map[string]string{}, lbs: seedLBs(),
 		eips: []*Eip{{AllocationID: "eip-bosun-1", IP: EIP, Status: "Available"}, {AllocationID: "eip-bosun-2", IP: EIP2, Status: "Available"}},
@@ -218,14 +223,14 @@ func New(t testing.TB, opts Options) *Cloud {
 	return c
 }
 
-// URL is the region's endpoint for ECS, VPC, SLB and NLB alike ("http://127.0.0.1:port").
+// URL is the region's endpoint for ECS, VPC, SLB, NLB and OSS alike ("http://127.0.0.1:port").
 func (c *Cloud) URL() string { return c.srv.URL }
 
 // ConfigJSON is an Alibaba Cloud CPI config (alicloud.ParseConfig, `bosun cpi serve
 // alicloud --config`) for this region, polling fast as a test wants.
 func (c *Cloud) ConfigJSON() []byte {
 	b, _ := json.Marshal(map[string]any{"region": Region, "access_key_id": AccessKeyID, "access_key_secret": AccessKeySecret,
-		"ecs_endpoint": c.URL(), "vpc_endpoint": c.URL(), "slb_endpoint": c.URL(), "nlb_endpoint": c.URL(), "wait_resource_poll_interval": 0.005, "state_timeout": 30,
+		"ecs_endpoint": c.URL(), "vpc_endpoint": c.URL(), "slb_endpoint": c.URL(), "nlb_endpoint": c.URL(), "oss_endpoint": c.URL(), "wait_resource_poll_interval": 0.005, "state_timeout": 30,
 		"retry_config": map[string]any{"sleep_duration": 0.01, "max_sleep": 0.05}})
 	return b
 }
@@ -314,7 +319,10 @@ func (c *Cloud) AddImage(name, status string) string {
 func (c *Cloud) AddOSSObject(bucket, object string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.oss[bucket+"/"+object] = true
+	if c.buckets[bucket] == nil {
+		c.buckets[bucket] = &ossBucket{acl: "private", objects: map[string]*OSSObjectInfo{}}
+	}
+	c.buckets[bucket].objects[object] = &OSSObjectInfo{Bucket: bucket, Key: object}
 }
 
 // Instances returns every instance not yet gone.
@@ -404,6 +412,7 @@ func newID(n int) string {
 type apiError struct {
 	status        int
 	code, message string
+	toSign        string // OSS's SignatureDoesNotMatch quotes its string to sign
 }
 
 func errf(status int, code, format string, a ...any) *apiError {
@@ -487,6 +496,10 @@ func init() {
 }
 
 func (c *Cloud) serve(w http.ResponseWriter, r *http.Request) {
+	if isOSS(r) {
+		c.serveOSS(w, r)
+		return
+	}
 	rid := strings.ToUpper(newID(8) + "-" + newID(4) + "-" + newID(4) + "-" + newID(4) + "-" + newID(12))
 	if err := r.ParseForm(); err != nil {
 		writeError(w, rid, errf(400, "InvalidParameter", "malformed request"))
