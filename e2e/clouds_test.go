@@ -154,8 +154,8 @@ func alicloudSetup(t *testing.T, vms *localvm.Fleet, subnet string) cloudSetup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A light stemcell: ECS imports images only from OSS, so BOSH's Alibaba Cloud
-	// stemcells are light ones naming an image per region.
+	// A light stemcell naming an image per region, as BOSH's Alibaba Cloud stemcells
+	// mostly are (heavy ones go through OSS; cpi/alicloud tests that path).
 	image := cloud.AddImage("bosh-alicloud-kvm-ubuntu-jammy-go_agent", "Available")
 	// A busy region: the first instance create is throttled and two polls fail; the
 	// CPI waits and retries, and the deploy does not notice.
