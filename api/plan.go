@@ -2,6 +2,7 @@ package api
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -12,7 +13,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"testing/fstest"
 	"time"
 	"unicode/utf8"
 )
@@ -128,7 +128,10 @@ func UnpackTree(r io.Reader) (fs.FS, error) {
 		return nil, fmt.Errorf("not gzip (want a gzipped tar of the working tree): %w", err)
 	}
 	tr := tar.NewReader(zr)
-	out := fstest.MapFS{}
+	// The tree is kept as an uncompressed zip in memory: archive/zip's reader is an fs.FS.
+	var tree bytes.Buffer
+	zw := zip.NewWriter(&tree)
+	isDir := map[string]bool{} // every entry so far: directory or file
 	var total int64
 	n := 0
 	for {
@@ -152,21 +155,31 @@ func UnpackTree(r io.Reader) (fs.FS, error) {
 		if name == "." && h.Typeflag == tar.TypeDir {
 			continue // tar -C dir . writes the root itself
 		}
-		if _, dup := out[name]; dup && h.Typeflag != tar.TypeDir {
+		dir, seen := isDir[name]
+		if seen && h.Typeflag != tar.TypeDir {
 			return nil, fmt.Errorf("%s: given twice", name)
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if f, ok := out[name]; ok && !f.Mode.IsDir() {
+			if seen && !dir {
 				return nil, fmt.Errorf("%s: given as a file and a directory", name)
 			}
-			out[name] = &fstest.MapFile{Mode: fs.ModeDir | 0o755}
+			if !seen {
+				isDir[name] = true
+				if _, err := zw.CreateHeader(&zip.FileHeader{Name: name + "/", Method: zip.Store}); err != nil {
+					return nil, err
+				}
+			}
 		case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old tars write TypeRegA
 			if h.Size < 0 || total+h.Size > MaxPlanTree {
 				return nil, fmt.Errorf("the files weigh over %d MiB unpacked", MaxPlanTree>>20)
 			}
-			var b bytes.Buffer
-			got, err := io.Copy(&b, io.LimitReader(tr, h.Size))
+			isDir[name] = false
+			w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store})
+			if err != nil {
+				return nil, err
+			}
+			got, err := io.Copy(w, io.LimitReader(tr, h.Size))
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
@@ -174,7 +187,6 @@ func UnpackTree(r io.Reader) (fs.FS, error) {
 				return nil, fmt.Errorf("%s: truncated", name)
 			}
 			total += got
-			out[name] = &fstest.MapFile{Data: b.Bytes(), Mode: 0o644}
 		case tar.TypeSymlink, tar.TypeLink:
 			return nil, fmt.Errorf("%s: a link; send the file it points to (links are not accepted, so none can point out of the tree)", name)
 		default:
@@ -182,14 +194,17 @@ func UnpackTree(r io.Reader) (fs.FS, error) {
 		}
 	}
 	// A path may not be both a file and the parent of others.
-	for name := range out {
+	for name := range isDir {
 		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
-			if f, ok := out[dir]; ok && !f.Mode.IsDir() {
+			if d, ok := isDir[dir]; ok && !d {
 				return nil, fmt.Errorf("%s: a file, yet %s is under it", dir, name)
 			}
 		}
 	}
-	return out, nil
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return zip.NewReader(bytes.NewReader(tree.Bytes()), int64(tree.Len()))
 }
 
 // treePath checks and cleans an entry's name: relative, inside the tree, valid UTF-8.
