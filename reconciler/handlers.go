@@ -61,14 +61,13 @@ func changesOf(res converge.Result) status.Changes {
 }
 
 // converge runs a task built from a plan, records what converged instances now run, and
-// returns the outcome to commit.
-func (r *Reconciler) converge(ctx context.Context, task state.Task, rd *Rendered, d *Deployment, p plan.Plan, ipsInUse map[string][]string, emit func(state.TaskEvent) error, o status.Outcome) (status.Outcome, error) {
+// returns the outcome to commit. foreign are the links from other deployments the plan was
+// computed with (its LinkHash): the templates render those same links.
+func (r *Reconciler) converge(ctx context.Context, task state.Task, rd *Rendered, d *Deployment, p plan.Plan, ipsInUse map[string][]string, foreign map[string][]state.SharedLink, emit func(state.TaskEvent) error, o status.Outcome) (status.Outcome, error) {
 	ct := converge.Task{Deployment: task.Deployment, Plan: p}
 	if d != nil {
-		foreign, err := foreignLinks(ctx, r.cfg.Store, rd, d)
-		if err == nil {
-			ct, err = BuildTask(ctx, rd, d, p, r.cfg.Blobs, ipsInUse, foreign)
-		}
+		var err error
+		ct, err = BuildTask(ctx, rd, d, p, r.cfg.Blobs, ipsInUse, foreign)
 		if err != nil {
 			o.Result, o.FinishedAt = status.Failed, r.cfg.Now()
 			o.Error = &status.Failure{Message: err.Error()}
@@ -229,16 +228,26 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 		if err := r.cfg.Store.PutSharedLinks(ctx, d.Name, shared); err != nil {
 			return "", err
 		}
+		// An empty plan means every instance runs these links already (they are in its
+		// fingerprint): a consumer deployed before Bosun kept copies gets its copy here.
+		if err := r.cfg.Store.PutConsumedLinks(ctx, d.Name, foreign); err != nil {
+			return "", err
+		}
 		return fmt.Sprintf("%s: nothing to change at %s", d.Name, short(params.Revision)), nil
 	}
 	if err := r.cfg.Store.PutDeployment(ctx, state.Deployment{Name: d.Name, Revision: params.Revision, Manifest: d.Source}); err != nil {
 		return "", err
 	}
-	o, err = r.converge(ctx, task, rd, d, p, obs.IPsInUse, emit, o)
+	o, err = r.converge(ctx, task, rd, d, p, obs.IPsInUse, foreign, emit, o)
 	if err == nil {
 		// Only a deploy that converged shares its links: as BOSH's director, consumers in
 		// other deployments see what the provider last successfully deployed.
 		err = r.cfg.Store.PutSharedLinks(ctx, d.Name, shared)
+	}
+	if err == nil {
+		// And keeps what it consumed, whole as loaded: a resurrection resolves the same
+		// manifest against the same links, so renders what this deploy rendered.
+		err = r.cfg.Store.PutConsumedLinks(ctx, d.Name, foreign)
 	}
 	if o.Result == "" {
 		o.Result = status.Succeeded
@@ -285,7 +294,7 @@ func (r *Reconciler) handleDelete(ctx context.Context, task state.Task, emit fun
 		return r.finish(ctx, o, err)
 	}
 	if !p.Empty() {
-		o, err = r.converge(ctx, task, nil, nil, p, nil, emit, o)
+		o, err = r.converge(ctx, task, nil, nil, p, nil, nil, emit, o)
 	}
 	if err == nil {
 		if err = r.cfg.Store.ForgetDeployment(ctx, task.Deployment); err == nil {
@@ -363,7 +372,10 @@ func (r *Reconciler) handleResurrect(ctx context.Context, task state.Task, emit 
 	if len(names) == 0 {
 		return fmt.Sprintf("%s: no instance to resurrect (already gone)", d.Name), nil
 	}
-	foreign, err := foreignLinks(ctx, r.cfg.Store, rd, d)
+	// A resurrection is not a deploy: it renders the links the deployment's last deploy
+	// did (the plan's LinkHash from the same ones, so no link change is flagged), not
+	// what providers shared since, and it still renders when a provider is gone.
+	foreign, err := consumedLinks(ctx, r.cfg.Store, rd, d)
 	if err != nil {
 		return "", err
 	}
@@ -374,7 +386,7 @@ func (r *Reconciler) handleResurrect(ctx context.Context, task state.Task, emit 
 	}
 	// Only the named instances are touched: a resurrection is not a deploy.
 	p = onlyInstances(p, params.Instances)
-	o, err = r.converge(ctx, task, rd, d, p, obs.IPsInUse, emit, o)
+	o, err = r.converge(ctx, task, rd, d, p, obs.IPsInUse, foreign, emit, o)
 	if err == nil {
 		o.Result = status.Resurrected
 		o.Summary = fmt.Sprintf("resurrected %s (%s)", strings.Join(names, ", "), firstNonEmpty(params.Reason, "unresponsive"))

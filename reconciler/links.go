@@ -106,6 +106,33 @@ func foreignLinks(ctx context.Context, st Store, rv *Rendered, d *Deployment) (m
 	return out, nil
 }
 
+// consumedLinks loads what d's jobs consume from other deployments for a render that is
+// not a deploy (a resurrection, a repair): per provider, the copy d's last successful
+// deploy recorded, so that the instance renders what its siblings run, and renders at all
+// once the provider is deleted, as BOSH keeps a consumer's links with the consumer. A
+// provider with no copy falls back to what it shares now: a consumer last deployed before
+// Bosun kept copies, one whose render names a provider its last successful deploy did not
+// consume from, or one that provider then shared nothing with (copies record no empty set).
+func consumedLinks(ctx context.Context, st Store, rv *Rendered, d *Deployment) (map[string][]state.SharedLink, error) {
+	kept, err := st.ConsumedLinks(ctx, d.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]state.SharedLink{}
+	for _, dep := range foreignDeployments(rv, d) {
+		if links, ok := kept[dep]; ok {
+			out[dep] = links
+			continue
+		}
+		links, err := st.SharedLinks(ctx, dep)
+		if err != nil {
+			return nil, err
+		}
+		out[dep] = links
+	}
+	return out, nil
+}
+
 // sharedLink is the Data of a state.SharedLink: the link as its provider deployment built
 // it, with every instance's address on each network so that a consumer may name one.
 type sharedLink struct {
@@ -399,8 +426,9 @@ func eachConsumed(d *Deployment, ig manifest.InstanceGroup, rv *Rendered, f func
 }
 
 // withForeignLinks returns d's desired state with what the links its jobs consume from
-// other deployments carry (as those deployments last shared them) folded into the
-// consuming groups' LinkHash: a provider elsewhere that moved updates the consumers at
+// other deployments carry (foreign: as those deployments share them now for a deploy, as
+// the last deploy kept them for a resurrection; BuildTask renders the same) folded into
+// the consuming groups' LinkHash: a provider elsewhere that moved updates the consumers at
 // their next deploy, as BOSH's re-deploy does.
 func withForeignLinks(d *Deployment, rv *Rendered, foreign map[string][]state.SharedLink) plan.Desired {
 	des := d.Desired

@@ -381,3 +381,139 @@ func TestSharedLinksOfAPlan(t *testing.T) {
 		t.Errorf("err = %v; want two links named pg refused", err)
 	}
 }
+
+// A consumer keeps the links its last successful deploy consumed, as BOSH does: resurrecting
+// one of its instances between its deploys renders those, not what the provider shared
+// since, and still works once the provider is deleted. Its next deploy takes the
+// provider's current links again, and fails if the provider shares none.
+func TestResurrectRendersTheConsumersCopyOfForeignLinks(t *testing.T) {
+	h := newHarness(t)
+	files := linkFiles(t)
+	h.repo.commit("first", files)
+	for _, task := range h.reconcile(state.RevisionAccepted).Tasks {
+		h.mustRun(task)
+	}
+	appInst := func() (plan.InstancePlan, string) {
+		t.Helper()
+		task := h.conv.lastRun(t)
+		if task.Deployment != "app" || len(task.Plan.Groups) != 1 || len(task.Plan.Groups[0].Instances) != 1 {
+			t.Fatalf("last converge = %s, plan %+v; want app's one instance", task.Deployment, task.Plan)
+		}
+		in := task.Plan.Groups[0].Instances[0]
+		ci, ok := task.Instances[in.ID]
+		if !ok {
+			t.Fatalf("app's converge task does not render %s", in.ID)
+		}
+		return in, strings.TrimSpace(h.renderedFile(ci, "app/config/app.conf"))
+	}
+	deployed, conf := appInst()
+	if !strings.Contains(conf, "port=6432") {
+		t.Fatalf("app.conf after app's deploy = %q", conf)
+	}
+	copyOf := func() string {
+		t.Helper()
+		kept, err := h.store.ConsumedLinks(h.ctx, "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(kept) != 1 || len(kept["db"]) != 1 || kept["db"][0].Name != "pg" || kept["db"][0].Type != "db" {
+			t.Fatalf("app's copy of the links it consumes = %+v", kept)
+		}
+		return string(kept["db"][0].Data)
+	}
+	if got := copyOf(); !strings.Contains(got, `"port": 6432`) {
+		t.Errorf("app's copy of pg = %s; want port 6432", got)
+	}
+	if kept, _ := h.store.ConsumedLinks(h.ctx, "db"); len(kept) != 0 {
+		t.Errorf("db, consuming nothing, keeps %+v", kept)
+	}
+	// A consumer deployed before Bosun kept copies gets one at its next deploy, even one
+	// that changes no instance (they run those links already).
+	if err := h.store.PutConsumedLinks(h.ctx, "app", nil); err != nil {
+		t.Fatal(err)
+	}
+	h.repo.commit("app: slow watch", map[string]string{"deployments/app/manifest.yml": strings.Replace(files["deployments/app/manifest.yml"],
+		"update_watch_time: 1000-30000", "update_watch_time: 1000-50000", 1)})
+	runs := len(h.conv.runs)
+	if title := h.mustRun(taskOf(t, h.reconcile(state.RevisionAccepted).Tasks, state.TaskDeploy, "app")); !strings.Contains(title, "nothing to change") || len(h.conv.runs) != runs {
+		t.Fatalf("app's deploy of an update block: %q, %d converge runs", title, len(h.conv.runs)-runs)
+	}
+	if got := copyOf(); !strings.Contains(got, `"port": 6432`) {
+		t.Errorf("app's copy after a deploy that changed nothing = %s; want port 6432", got)
+	}
+
+	// The provider moves its port; the consumer is not deployed.
+	h.repo.commit("new port", map[string]string{"deployments/db/manifest.yml": strings.Replace(files["deployments/db/manifest.yml"], "port: 6432", "port: 7432", 1)})
+	h.mustRun(taskOf(t, h.reconcile(state.RevisionAccepted).Tasks, state.TaskDeploy, "db"))
+	id := 100
+	resurrect := func(reason string) (plan.InstancePlan, string) {
+		t.Helper()
+		insts, err := h.store.Instances(h.ctx, "app")
+		if err != nil || len(insts) != 1 {
+			t.Fatalf("app's instances = %+v, %v", insts, err)
+		}
+		id++
+		params, _ := json.Marshal(state.ResurrectParams{Instances: []string{insts[0].ID}, Reason: reason})
+		if title := h.mustRun(state.Task{ID: int64(id), Type: state.TaskResurrect, Deployment: "app", Params: params}); !strings.HasPrefix(title, "app: resurrected app/0") {
+			t.Errorf("title = %q", title)
+		}
+		return appInst()
+	}
+	// Resurrected, the instance renders the port app's deploy consumed, and its
+	// fingerprint is the one that deploy gave it: no link change is seen.
+	for _, reason := range []string{"unresponsive agent", ReasonVMMissing} {
+		in, conf := resurrect(reason)
+		if !strings.Contains(conf, "port=6432") {
+			t.Errorf("%s: app.conf after db moved = %q; want port 6432 still", reason, conf)
+		}
+		if len(in.Reasons) != 1 || in.Action != plan.Recreate {
+			t.Errorf("%s: resurrection plan %s %+v; want a recreate for that reason alone", reason, in.Action, in.Reasons)
+		}
+		if in.Applied != deployed.Applied {
+			t.Errorf("%s: fingerprint %+v; want the deploy's %+v", reason, in.Applied, deployed.Applied)
+		}
+	}
+
+	// A consumer deployed before Bosun kept copies has none: it renders what the provider
+	// shares now, as it did before.
+	kept, err := h.store.ConsumedLinks(h.ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.PutConsumedLinks(h.ctx, "app", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, conf := resurrect("unresponsive agent"); !strings.Contains(conf, "port=7432") {
+		t.Errorf("app.conf resurrected with no copy = %q; want db's current port 7432", conf)
+	}
+	if err := h.store.PutConsumedLinks(h.ctx, "app", kept); err != nil {
+		t.Fatal(err)
+	}
+
+	// The provider is deleted: the consumer's instance still resurrects, with its copy.
+	h.repo.commit("drop db\n\nBosun-Allow-Delete: db", map[string]string{"deployments/db/": ""})
+	h.mustRun(taskOf(t, h.reconcile(state.RevisionAccepted).Tasks, state.TaskDeleteDeployment, "db"))
+	if links, err := h.store.SharedLinks(h.ctx, "db"); err != nil || len(links) != 0 {
+		t.Fatalf("db's shared links after its deletion = %+v, %v", links, err)
+	}
+	if _, conf := resurrect(ReasonVMMissing); !strings.Contains(conf, "port=6432") {
+		t.Errorf("app.conf resurrected after db was deleted = %q; want port 6432", conf)
+	}
+	h.statusHead("app: resurrected app/0", "Bosun-Result: resurrected")
+
+	// A deploy of the consumer resolves the provider's current links: none, so it fails
+	// as before, changing nothing, and the copy stays for the next resurrection.
+	runs = len(h.conv.runs)
+	h.repo.commit("slower app watch", map[string]string{"deployments/app/manifest.yml": strings.Replace(files["deployments/app/manifest.yml"],
+		"update_watch_time: 1000-30000", "update_watch_time: 1000-40000", 1)})
+	if _, err := h.run(taskOf(t, h.reconcile(state.RevisionAccepted).Tasks, state.TaskDeploy, "app")); err == nil {
+		t.Fatal("app deployed with db gone")
+	}
+	h.statusHead("app: failed to deploy", appJobPos+`: job app consumes link "db": deployment db provides no shared link "pg" of type db`)
+	if len(h.conv.runs) != runs {
+		t.Error("converge ran for a deploy whose link is gone")
+	}
+	if got := copyOf(); !strings.Contains(got, `"port": 6432`) {
+		t.Errorf("app's copy after its failed deploy = %s; want port 6432 still", got)
+	}
+}

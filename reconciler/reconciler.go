@@ -46,6 +46,8 @@ type Store interface {
 	Enqueue(ctx context.Context, t state.Task) (state.Task, error)
 	SharedLinks(ctx context.Context, deployment string) ([]state.SharedLink, error)
 	PutSharedLinks(ctx context.Context, deployment string, links []state.SharedLink) error
+	ConsumedLinks(ctx context.Context, consumer string) (map[string][]state.SharedLink, error)
+	PutConsumedLinks(ctx context.Context, consumer string, links map[string][]state.SharedLink) error
 }
 
 // Suspensions says whether an operator suspended a deployment; *postgres.Store.

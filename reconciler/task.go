@@ -111,7 +111,8 @@ func azCloudProperties(cc *manifest.CloudConfig, az string) map[string]any {
 // (stored in blobs), the packages to compile and the stemcell. It is deterministic for a
 // given plan and foreign links, so a task retried after a restart builds the same thing.
 // foreign holds, by deployment, the shared links of the other deployments d's jobs
-// consume from (foreignLinks loads them).
+// consume from (foreignLinks loads them as shared now, for a deploy; consumedLinks the
+// copy the last deploy kept, for a resurrection).
 func BuildTask(ctx context.Context, rv *Rendered, d *Deployment, p plan.Plan, blobs blobstore.Store, ipsInUse map[string][]string, foreign map[string][]state.SharedLink) (converge.Task, error) {
 	t := converge.Task{Deployment: d.Name, Plan: p, Instances: map[string]converge.Instance{}}
 	cc := rv.CloudConfig

@@ -49,6 +49,9 @@ type AppliedInstance struct {
 // deployment's last successful deploy left it: what jobs of other deployments consume with
 // `consumes: {NAME: {from: ALIAS, deployment: ...}}`. Name is the link's alias (`as`) or
 // its name; Data is opaque JSON the reconciler owns (properties, instances, addresses).
+// A consumer deployment keeps a copy of those its last successful deploy loaded
+// (ConsumedLinks), so that what it renders between its deploys does not follow the
+// provider: Deployment is then the provider's name and UpdatedAt when the copy was taken.
 type SharedLink struct {
 	Deployment string          `json:"deployment"`
 	Name       string          `json:"name"`

@@ -77,3 +77,105 @@ func TestSharedLinksReplacedWholeAndForgotten(t *testing.T) {
 		t.Errorf("db's links after deletion = %+v", got)
 	}
 }
+
+func TestConsumedLinksReplacedWholeAndForgotten(t *testing.T) {
+	s := openStore(t, pgtestDatabase(t))
+	ctx := ctxFor(t)
+	type row struct{ Deployment, Name, Type, Data string }
+	rows := func(consumer string) map[string][]row {
+		t.Helper()
+		got, err := s.ConsumedLinks(ctx, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]row{}
+		for dep, links := range got {
+			for _, l := range links {
+				if l.UpdatedAt.IsZero() {
+					t.Errorf("%s's copy of %s/%s has no update time", consumer, l.Deployment, l.Name)
+				}
+				out[dep] = append(out[dep], row{l.Deployment, l.Name, l.Type, string(l.Data)})
+			}
+		}
+		return out
+	}
+	link := func(dep, name, typ, data string) state.SharedLink {
+		return state.SharedLink{Deployment: dep, Name: name, Type: typ, Data: json.RawMessage(data)}
+	}
+	put := func(consumer string, links map[string][]state.SharedLink) {
+		t.Helper()
+		if err := s.PutConsumedLinks(ctx, consumer, links); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if got := rows("app"); len(got) != 0 {
+		t.Errorf("a consumer never deployed has a copy: %+v", got)
+	}
+	// The deployment may be left out (the map's key names the provider); a provider that
+	// shared nothing leaves nothing.
+	put("app", map[string][]state.SharedLink{
+		"db":    {link("db", "pg", "postgres", `{"properties":{"port":5432}}`), link("", "admin", "http", `{}`)},
+		"cache": {link("cache", "redis", "redis", `{}`)},
+		"empty": nil,
+	})
+	put("web", map[string][]state.SharedLink{"db": {link("db", "pg", "postgres", `{"properties":{"port":5432}}`)}})
+	want := map[string][]row{
+		"db":    {{"db", "admin", "http", `{}`}, {"db", "pg", "postgres", `{"properties": {"port": 5432}}`}},
+		"cache": {{"cache", "redis", "redis", `{}`}},
+	}
+	if diff := cmp.Diff(want, rows("app")); diff != "" {
+		t.Errorf("app's copy, by provider and name (-want +got):\n%s", diff)
+	}
+
+	// A later deploy replaces the copy whole: a provider no longer consumed from goes;
+	// other consumers' copies stay.
+	put("app", map[string][]state.SharedLink{"db": {link("db", "pg", "postgres", `{"properties":{"port":6432}}`)}})
+	want = map[string][]row{"db": {{"db", "pg", "postgres", `{"properties": {"port": 6432}}`}}}
+	if diff := cmp.Diff(want, rows("app")); diff != "" {
+		t.Errorf("app's copy after its second deploy (-want +got):\n%s", diff)
+	}
+	wantWeb := map[string][]row{"db": {{"db", "pg", "postgres", `{"properties": {"port": 5432}}`}}}
+	if diff := cmp.Diff(wantWeb, rows("web")); diff != "" {
+		t.Errorf("web's copy after app's deploy (-want +got):\n%s", diff)
+	}
+
+	// Refused writes store nothing: the copy stays as it was.
+	for _, tt := range []struct {
+		name  string
+		links map[string][]state.SharedLink
+	}{
+		{"two links of one name", map[string][]state.SharedLink{"db": {link("db", "x", "t", `{}`), link("db", "x", "u", `{}`)}}},
+		{"a link filed under another provider", map[string][]state.SharedLink{"db": {link("cache", "x", "t", `{}`)}}},
+		{"its own links", map[string][]state.SharedLink{"app": {link("app", "x", "t", `{}`)}}},
+	} {
+		if err := s.PutConsumedLinks(ctx, "app", tt.links); err == nil {
+			t.Errorf("%s: stored", tt.name)
+		}
+	}
+	if diff := cmp.Diff(want, rows("app")); diff != "" {
+		t.Errorf("app's copy after refused writes (-want +got):\n%s", diff)
+	}
+
+	// Deleting the provider leaves its consumers' copies (their instances run them);
+	// deleting a consumer drops its own.
+	if err := s.ForgetDeployment(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, rows("app")); diff != "" {
+		t.Errorf("app's copy after db was deleted (-want +got):\n%s", diff)
+	}
+	if err := s.ForgetDeployment(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows("app"); len(got) != 0 {
+		t.Errorf("app's copy after app was deleted = %+v", got)
+	}
+	if diff := cmp.Diff(wantWeb, rows("web")); diff != "" {
+		t.Errorf("web's copy after app was deleted (-want +got):\n%s", diff)
+	}
+	put("web", nil)
+	if got := rows("web"); len(got) != 0 {
+		t.Errorf("web's copy after consuming nothing = %+v", got)
+	}
+}

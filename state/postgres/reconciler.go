@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/bosun-gitops/bosun/state"
@@ -170,8 +171,9 @@ func (s *Store) PutAppliedInstances(ctx context.Context, put []state.AppliedInst
 }
 
 // ForgetDeployment removes what the reconciler kept of a deleted deployment: its render,
-// its instances' records, its address claims and the links it shared. Its variables stay,
-// as BOSH's config server keeps them.
+// its instances' records, its address claims, the links it shared and its copy of those it
+// consumed. Its variables stay, as BOSH's config server keeps them. The copies other
+// deployments keep of the links it shared stay too: their instances still run them.
 func (s *Store) ForgetDeployment(ctx context.Context, deployment string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM deployment_renders WHERE deployment = $1`, deployment); err != nil {
@@ -184,6 +186,9 @@ func (s *Store) ForgetDeployment(ctx context.Context, deployment string) error {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM shared_links WHERE deployment = $1`, deployment); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM consumed_links WHERE consumer = $1`, deployment); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM instance_applied WHERE deployment = $1`, deployment)
@@ -359,6 +364,68 @@ func (s *Store) PutSharedLinks(ctx context.Context, deployment string, links []s
 	})
 	if err != nil {
 		return fmt.Errorf("save shared links of %s: %w", deployment, err)
+	}
+	return nil
+}
+
+// ConsumedLinks returns consumer's copy of the links it consumes from other deployments,
+// by provider deployment, each provider's sorted by name: the shared links of those
+// deployments as the consumer's last successful deploy loaded them. UpdatedAt is when
+// that deploy recorded them. A consumer with no copy gets an empty map.
+func (s *Store) ConsumedLinks(ctx context.Context, consumer string) (map[string][]state.SharedLink, error) {
+	rows, err := s.pool.Query(ctx, `SELECT deployment, name, type, data, updated_at FROM consumed_links
+		WHERE consumer = $1 ORDER BY deployment, name`, consumer)
+	if err != nil {
+		return nil, fmt.Errorf("list links %s consumes: %w", consumer, err)
+	}
+	links, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.SharedLink, error) {
+		var l state.SharedLink
+		var data []byte
+		err := r.Scan(&l.Deployment, &l.Name, &l.Type, &data, &l.UpdatedAt)
+		l.Data = data
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list links %s consumes: %w", consumer, err)
+	}
+	out := map[string][]state.SharedLink{}
+	for _, l := range links {
+		out[l.Deployment] = append(out[l.Deployment], l)
+	}
+	return out, nil
+}
+
+// PutConsumedLinks makes links (provider deployment → its shared links) consumer's copy
+// of the links it consumes, replacing the copy it had: a provider it no longer consumes
+// from is forgotten. A provider with no links leaves no row, so it reads back absent.
+func (s *Store) PutConsumedLinks(ctx context.Context, consumer string, links map[string][]state.SharedLink) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM consumed_links WHERE consumer = $1`, consumer); err != nil {
+			return err
+		}
+		for _, dep := range slices.Sorted(maps.Keys(links)) {
+			if dep == consumer {
+				// Links within a deployment resolve from its own manifest, never a copy.
+				return fmt.Errorf("deployment %s cannot consume its own shared links", dep)
+			}
+			for _, l := range links[dep] {
+				if l.Deployment != "" && l.Deployment != dep {
+					return fmt.Errorf("link %s of deployment %s given as %s's", l.Name, l.Deployment, dep)
+				}
+				data := []byte(l.Data)
+				if len(data) == 0 {
+					data = []byte(`{}`)
+				}
+				if _, err := tx.Exec(ctx, `INSERT INTO consumed_links (consumer, deployment, name, type, data) VALUES ($1, $2, $3, $4, $5)`,
+					consumer, dep, l.Name, l.Type, data); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save links %s consumes: %w", consumer, err)
 	}
 	return nil
 }
