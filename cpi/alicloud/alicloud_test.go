@@ -20,28 +20,10 @@ import (
 	"github.com/bosun-gitops/bosun/cpi/cpitest"
 )
 
-// syncBuffer collects log output from concurrent requests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	cloud *fakealicloud.Cloud
 	cpi   *alicloud.CPI
-	logs  *syncBuffer
+	logs  *cpitest.Log
 }
 
 func baseConfig(cloud *fakealicloud.Cloud) alicloud.Config {
@@ -57,6 +39,9 @@ func baseConfig(cloud *fakealicloud.Cloud) alicloud.Config {
 // mbusSecret is in the agent settings the CPI hands over: never to be logged.
 const mbusSecret = "agent-nats-password-Tz8"
 
+// secrets must never appear in the CPI's log or errors.
+var secrets = []string{fakealicloud.AccessKeySecret, mbusSecret}
+
 var settings = cpi.AgentSettings{Mbus: "nats://agent:" + mbusSecret + "@10.0.0.2:4222", Blobstore: cpi.Blobstore{Provider: "local"}}
 
 func newEnv(t testing.TB, opts fakealicloud.Options, mod func(*alicloud.Config)) env {
@@ -66,17 +51,12 @@ func newEnv(t testing.TB, opts fakealicloud.Options, mod func(*alicloud.Config))
 	if mod != nil {
 		mod(&cfg)
 	}
-	logs := &syncBuffer{}
-	c, err := alicloud.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	log, logs := cpitest.NewLog(t, secrets...)
+	c, err := alicloud.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		for _, secret := range []string{fakealicloud.AccessKeySecret, mbusSecret} {
-			if strings.Contains(logs.String(), secret) {
-				t.Errorf("a secret appeared in the CPI's log:\n%s", logs)
-			}
-		}
 		for _, r := range cloud.Requests() {
 			if fmt.Sprint(r.Params) != "" && strings.Contains(fmt.Sprint(r.Params), mbusSecret) {
 				t.Errorf("the fake logged user data: %+v", r)
@@ -322,23 +302,7 @@ func TestMetadataAndListVMs(t *testing.T) {
 
 func wantCPIError(t *testing.T, err error, kind cpi.Kind, retry bool, contains ...string) {
 	t.Helper()
-	var e *cpi.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("err = %v (%T), want a *cpi.Error", err, err)
-	}
-	if e.Kind != kind || e.OkToRetry != retry {
-		t.Errorf("err kind %s retry %v, want %s %v: %v", e.Kind, e.OkToRetry, kind, retry, err)
-	}
-	for _, s := range contains {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("err does not say %q: %v", s, err)
-		}
-	}
-	for _, secret := range []string{fakealicloud.AccessKeySecret, mbusSecret} {
-		if strings.Contains(err.Error(), secret) {
-			t.Errorf("err holds a secret: %v", err)
-		}
-	}
+	cpitest.WantError(t, err, kind, retry, contains, secrets...)
 }
 
 func TestCreateVMFailures(t *testing.T) {

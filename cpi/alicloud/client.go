@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -24,6 +23,7 @@ import (
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/slb"
 
 	"github.com/bosun-gitops/bosun/cpi"
+	"github.com/bosun-gitops/bosun/cpi/internal/wait"
 )
 
 // CPI is the Alibaba Cloud CPI. It is safe for concurrent use.
@@ -100,10 +100,10 @@ func New(cfg Config, log *slog.Logger) (*CPI, error) {
 	}
 	c.base = &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: seconds(cfg.ConnectionOptions.ConnectTimeout, 10), KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: wait.Seconds(cfg.ConnectionOptions.ConnectTimeout, 10), KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: seconds(cfg.ConnectionOptions.ReadTimeout, 60),
+		ResponseHeaderTimeout: wait.Seconds(cfg.ConnectionOptions.ReadTimeout, 60),
 		MaxIdleConnsPerHost:   8,
 	}
 	return c, nil
@@ -172,26 +172,37 @@ func (c *CPI) do(ctx context.Context, cl call, req requests.AcsRequest, resp res
 	if err != nil {
 		return &apiError{Op: op, Message: "SDK client: " + describe(err)}
 	}
-	client.SetReadTimeout(seconds(c.cfg.ConnectionOptions.ReadTimeout, 60))
-	client.SetConnectTimeout(seconds(c.cfg.ConnectionOptions.ConnectTimeout, 10))
+	client.SetReadTimeout(wait.Seconds(c.cfg.ConnectionOptions.ReadTimeout, 60))
+	client.SetConnectTimeout(wait.Seconds(c.cfg.ConnectionOptions.ConnectTimeout, 10))
 	req.SetDomain(cl.ep.host)
 	req.SetScheme(cl.ep.scheme)
+	return c.retrying(ctx, op, func(e *apiError) bool { return retriable(e, cl.idempotent) }, func() error {
+		if err := client.DoAction(req, resp); err != nil {
+			return apiErr(op, err)
+		}
+		return nil
+	})
+}
+
+// retrying sends until an answer is no error, or an error again does not allow
+// resending, or retry_config.max_attempts pass.
+func (c *CPI) retrying(ctx context.Context, op string, again func(*apiError) bool, send func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := client.DoAction(req, resp)
+		err := send()
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return &apiError{Op: op, Message: "cancelled: " + context.Cause(ctx).Error(), err: ctx.Err()}
 		}
-		e := apiErr(op, err)
-		if attempt > c.cfg.maxAttempts() || !retriable(e, cl.idempotent) {
-			return e
+		var e *apiError
+		if !errors.As(err, &e) || attempt > c.cfg.maxAttempts() || !again(e) {
+			return err
 		}
 		d := c.delay(attempt)
 		c.log.Warn("request failed; retrying", "call", op, "code", e.Code, "status", e.Status, "request_id", e.RequestID,
 			"attempt", attempt, "after", d)
-		if sleep(ctx, d) != nil {
+		if wait.Sleep(ctx, d) != nil {
 			return e
 		}
 	}
@@ -219,20 +230,7 @@ func retriable(e *apiError, idempotent bool) bool {
 // delay is the pause before retry n (from 1): exponential backoff with jitter,
 // capped at retry_config.max_sleep.
 func (c *CPI) delay(n int) time.Duration {
-	base := seconds(c.cfg.RetryConfig.SleepDuration, 1)
-	d := min(base<<min(n-1, 10), seconds(c.cfg.RetryConfig.MaxSleep, 30))
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return wait.Backoff(n, wait.Seconds(c.cfg.RetryConfig.SleepDuration, 1), 10, wait.Seconds(c.cfg.RetryConfig.MaxSleep, 30))
 }
 
 // apiError is what an Alibaba Cloud API answered: which call, what status and code,
@@ -338,30 +336,8 @@ func (c *CPI) errf(ctx context.Context, method, subject string, kind cpi.Kind, r
 		Kind: kind, OkToRetry: retry, Msg: fmt.Sprintf(format, a...), Err: cause}
 }
 
-// errStateTimeout marks a resource that did not reach its state within state_timeout.
-var errStateTimeout = errors.New("state timeout")
-
 // waitFor polls check every wait_resource_poll_interval until it reports done or an
 // error, or state_timeout passes. check says the state it saw, for the timeout error.
 func (c *CPI) waitFor(ctx context.Context, what string, check func(context.Context) (done bool, state string, err error)) error {
-	timeout := c.cfg.stateTimeout()
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	last := "unknown"
-	for {
-		done, state, err := check(wctx)
-		if wctx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("%s: still %s after %s: %w", what, last, timeout, errStateTimeout)
-		}
-		if err != nil || done {
-			return err
-		}
-		last = state
-		if sleep(wctx, c.cfg.pollInterval()) != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("%s: still %s after %s: %w", what, last, timeout, errStateTimeout)
-		}
-	}
+	return wait.For(ctx, c.cfg.stateTimeout(), c.cfg.pollInterval(), what, check)
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bosun-gitops/bosun/cpi/internal/wait"
 )
 
 // Config is the CPI's global configuration, with the keys of BOSH's Alibaba Cloud CPI
@@ -176,15 +178,8 @@ func parseEndpoint(s string) (scheme, host string, err error) {
 	return strings.ToUpper(u.Scheme), u.Host, nil
 }
 
-func seconds(v, def float64) time.Duration {
-	if v == 0 {
-		v = def
-	}
-	return time.Duration(v * float64(time.Second))
-}
-
-func (c *Config) stateTimeout() time.Duration { return seconds(c.StateTimeout, 600) }
-func (c *Config) pollInterval() time.Duration { return seconds(c.WaitResourcePollInterval, 3) }
+func (c *Config) stateTimeout() time.Duration { return wait.Seconds(c.StateTimeout, 600) }
+func (c *Config) pollInterval() time.Duration { return wait.Seconds(c.WaitResourcePollInterval, 3) }
 func (c *Config) maxAttempts() int {
 	if c.RetryConfig.MaxAttempts > 0 {
 		return c.RetryConfig.MaxAttempts

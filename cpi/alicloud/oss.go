@@ -6,7 +6,6 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/xml"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/bosun-gitops/bosun/cpi/internal/wait"
 )
 
 // The OSS Go SDK is not available to this module, and a heavy stemcell needs only
@@ -89,25 +90,7 @@ func ossSignature(secret, stringToSign string) string {
 // an upload is not, its body being a stream read once.
 func (c *CPI) ossDo(ctx context.Context, r ossRequest) error {
 	op := "oss " + r.op
-	for attempt := 1; ; attempt++ {
-		err := c.ossOnce(ctx, op, r)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return &apiError{Op: op, Message: "cancelled: " + context.Cause(ctx).Error(), err: ctx.Err()}
-		}
-		var e *apiError
-		if !errors.As(err, &e) || r.body != nil || attempt > c.cfg.maxAttempts() || !retriable(e, true) {
-			return err
-		}
-		d := c.delay(attempt)
-		c.log.Warn("request failed; retrying", "call", op, "code", e.Code, "status", e.Status, "request_id", e.RequestID,
-			"attempt", attempt, "after", d)
-		if sleep(ctx, d) != nil {
-			return e
-		}
-	}
+	return c.retrying(ctx, op, func(e *apiError) bool { return r.body == nil && retriable(e, true) }, func() error { return c.ossOnce(ctx, op, r) })
 }
 
 func (c *CPI) ossOnce(ctx context.Context, op string, r ossRequest) error {
@@ -131,7 +114,7 @@ func (c *CPI) ossOnce(ctx context.Context, op string, r ossRequest) error {
 	req.Header.Set("Authorization", "OSS "+c.cfg.AccessKeyID+":"+ossSignature(c.cfg.AccessKeySecret, ossStringToSign(r.method, resource, req.Header)))
 	client := &http.Client{Transport: c.base, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if r.body == nil {
-		client.Timeout = seconds(c.cfg.ConnectionOptions.ReadTimeout, 60)
+		client.Timeout = wait.Seconds(c.cfg.ConnectionOptions.ReadTimeout, 60)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,6 +19,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 
 	"github.com/bosun-gitops/bosun/cpi"
+	"github.com/bosun-gitops/bosun/cpi/internal/wait"
 )
 
 // CPI is the OpenStack CPI. It is safe for concurrent use.
@@ -78,10 +78,10 @@ func New(cfg Config, log *slog.Logger) (*CPI, error) {
 	}
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: seconds(cfg.ConnectionOptions.ConnectTimeout, 30), KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: wait.Seconds(cfg.ConnectionOptions.ConnectTimeout, 30), KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       tlsCfg,
 		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: seconds(cfg.ConnectionOptions.ReadTimeout, 120),
+		ResponseHeaderTimeout: wait.Seconds(cfg.ConnectionOptions.ReadTimeout, 120),
 		MaxIdleConnsPerHost:   8,
 	}
 	return &CPI{cfg: cfg, log: log.With("cpi", cfg.Name), http: &http.Client{Transport: tr}}, nil
@@ -174,11 +174,9 @@ func (c *CPI) maxAttempts() int {
 // capped, else exponential backoff with jitter.
 func (c *CPI) delay(h http.Header, n uint) time.Duration {
 	if d, ok := retryAfter(h); ok {
-		return min(d, seconds(c.cfg.RetryConfig.MaxRetryAfter, 60))
+		return min(d, wait.Seconds(c.cfg.RetryConfig.MaxRetryAfter, 60))
 	}
-	base := seconds(c.cfg.RetryConfig.SleepDuration, 1)
-	d := base << min(n-1, 5)
-	return d/2 + rand.N(d/2+1)
+	return wait.Backoff(int(n), wait.Seconds(c.cfg.RetryConfig.SleepDuration, 1), 5, 0)
 }
 
 // retryAfter reads Retry-After in either of its forms (seconds or an HTTP date).
@@ -196,17 +194,6 @@ func retryAfter(h http.Header) (time.Duration, bool) {
 	return 0, false
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // backoff answers 429 (and 498): wait as told, then gophercloud repeats the request;
 // it stops after MaxBackoffRetries.
 func (c *CPI) backoff(ctx context.Context, e *gophercloud.ErrUnexpectedResponseCode, _ error, n uint) error {
@@ -217,7 +204,7 @@ func (c *CPI) backoff(ctx context.Context, e *gophercloud.ErrUnexpectedResponseC
 	d := c.delay(e.ResponseHeader, n)
 	c.log.Warn("rate limited; retrying", "call", e.Method+" "+urlPath(e.URL), "status", e.Actual,
 		"request_id", requestID(e.ResponseHeader), "attempt", n, "after", d)
-	if err := sleep(ctx, d); err != nil {
+	if err := wait.Sleep(ctx, d); err != nil {
 		return *e
 	}
 	return nil
@@ -246,7 +233,7 @@ func (c *CPI) retry(ctx context.Context, method, u string, opts *gophercloud.Req
 	}
 	d := c.delay(h, n)
 	c.log.Warn("request failed; retrying", "call", method+" "+urlPath(u), "err", describe(err), "attempt", n, "after", d)
-	if serr := sleep(ctx, d); serr != nil {
+	if serr := wait.Sleep(ctx, d); serr != nil {
 		return err
 	}
 	return nil
@@ -257,4 +244,10 @@ func (c *CPI) retry(ctx context.Context, method, u string, opts *gophercloud.Req
 func isTransport(err error) bool {
 	var ue *url.Error
 	return errors.As(err, &ue)
+}
+
+// waitFor polls check every wait_resource_poll_interval until it reports done or an
+// error, or state_timeout passes. check says the state it saw, for the timeout error.
+func (c *CPI) waitFor(ctx context.Context, what string, check func(context.Context) (done bool, state string, err error)) error {
+	return wait.For(ctx, c.cfg.stateTimeout(), c.cfg.pollInterval(), what, check)
 }

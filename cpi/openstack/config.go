@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/bosun-gitops/bosun/cpi/internal/wait"
 )
 
 // Config is the CPI's global configuration, with the keys of BOSH's OpenStack CPI
@@ -179,15 +181,8 @@ func (c *Config) project() string {
 
 func (c *Config) useDHCP() bool { return c.UseDHCP == nil || *c.UseDHCP }
 
-func seconds(v, def float64) time.Duration {
-	if v == 0 {
-		v = def
-	}
-	return time.Duration(v * float64(time.Second))
-}
-
-func (c *Config) stateTimeout() time.Duration { return seconds(c.StateTimeout, 300) }
-func (c *Config) pollInterval() time.Duration { return seconds(c.WaitResourcePollInterval, 5) }
+func (c *Config) stateTimeout() time.Duration { return wait.Seconds(c.StateTimeout, 300) }
+func (c *Config) pollInterval() time.Duration { return wait.Seconds(c.WaitResourcePollInterval, 5) }
 
 // vmProps are a vm_type's (and its AZ's) cloud_properties.
 type vmProps struct {

@@ -8,12 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,28 +23,10 @@ import (
 	"github.com/bosun-gitops/bosun/cpi/openstack/fakeopenstack"
 )
 
-// syncBuffer collects log output from concurrent requests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	cloud *fakeopenstack.Cloud
 	cpi   *openstack.CPI
-	logs  *syncBuffer
+	logs  *cpitest.Log
 }
 
 func baseConfig(cloud *fakeopenstack.Cloud) openstack.Config {
@@ -67,18 +47,16 @@ func newEnv(t *testing.T, opts fakeopenstack.Options, mod func(*openstack.Config
 	if mod != nil {
 		mod(&cfg)
 	}
-	logs := &syncBuffer{}
-	c, err := openstack.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	log, logs := cpitest.NewLog(t, secrets...)
+	c, err := openstack.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if strings.Contains(logs.String(), fakeopenstack.Password) || strings.Contains(logs.String(), fakeopenstack.AppCredKey) {
-			t.Error("a credential appeared in the CPI's log")
-		}
-	})
 	return env{cloud: cloud, cpi: c, logs: logs}
 }
+
+// secrets must never appear in the CPI's log or errors.
+var secrets = []string{fakeopenstack.Password, fakeopenstack.AppCredKey}
 
 // stemcellImage writes a stemcell `image` file: a gzipped tarball holding root.img.
 func stemcellImage(t testing.TB, size int) string {
@@ -308,23 +286,7 @@ func TestMetadataAndHumanReadableNames(t *testing.T) {
 
 func wantCPIError(t *testing.T, err error, kind cpi.Kind, retry bool, contains ...string) {
 	t.Helper()
-	var e *cpi.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("err = %v (%T), want a *cpi.Error", err, err)
-	}
-	if e.Kind != kind || e.OkToRetry != retry {
-		t.Errorf("err kind %s retry %v, want %s %v: %v", e.Kind, e.OkToRetry, kind, retry, err)
-	}
-	for _, s := range contains {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("err does not say %q: %v", s, err)
-		}
-	}
-	for _, secret := range []string{fakeopenstack.Password, fakeopenstack.AppCredKey} {
-		if strings.Contains(err.Error(), secret) {
-			t.Errorf("err holds a credential: %v", err)
-		}
-	}
+	cpitest.WantError(t, err, kind, retry, contains, secrets...)
 }
 
 func TestCreateVMFailures(t *testing.T) {

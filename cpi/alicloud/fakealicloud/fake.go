@@ -39,6 +39,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bosun-gitops/bosun/cpi/internal/fakecloud"
 )
 
 // Seeded names and ids.
@@ -184,8 +186,8 @@ type Cloud struct {
 	eips      []*Eip
 	lbs       map[string]*lbGroup // CLBs, VServer groups, NLB server groups by id
 	tokens    map[string]string   // ClientToken → resource id
-	faults    []*Fault
-	log       []Request
+	faults    fakecloud.Faults[Fault]
+	log       fakecloud.Log[Request]
 	fate      string
 	imageFate string
 	onStart   func(Instance, []byte)
@@ -236,18 +238,10 @@ func (c *Cloud) ConfigJSON() []byte {
 }
 
 // Inject adds a fault.
-func (c *Cloud) Inject(f Fault) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.faults = append(c.faults, &f)
-}
+func (c *Cloud) Inject(f Fault) { c.faults.Inject(f) }
 
 // ClearFaults removes every fault.
-func (c *Cloud) ClearFaults() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.faults = nil
-}
+func (c *Cloud) ClearFaults() { c.faults.Clear() }
 
 // SetInstanceFate decides how instances created from now on end: "" (they come up),
 // "Pending" (stuck there: ECS cannot release them) or "Starting" (they never run).
@@ -289,11 +283,7 @@ func (c *Cloud) OnInstanceStop(f func(inst Instance)) {
 }
 
 // Requests returns the request log.
-func (c *Cloud) Requests() []Request {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.log)
-}
+func (c *Cloud) Requests() []Request { return c.log.All() }
 
 // Calls counts logged requests of action (any status when status is 0).
 func (c *Cloud) Calls(action string, status int) int {
@@ -344,7 +334,7 @@ func (c *Cloud) Disks() []Disk {
 	var out []Disk
 	for _, d := range c.disks {
 		cp := *d
-		cp.Tags = cloneMap(d.Tags)
+		cp.Tags = fakecloud.CloneMap(d.Tags)
 		out = append(out, cp)
 	}
 	slices.SortFunc(out, func(a, b Disk) int { return strings.Compare(a.ID, b.ID) })
@@ -369,7 +359,7 @@ func (c *Cloud) Snapshots() []Snapshot {
 	var out []Snapshot
 	for _, s := range c.snapshots {
 		cp := *s
-		cp.Tags = cloneMap(s.Tags)
+		cp.Tags = fakecloud.CloneMap(s.Tags)
 		out = append(out, cp)
 	}
 	return out
@@ -388,18 +378,10 @@ func (c *Cloud) EIPs() []Eip {
 
 func (i *Instance) copy() Instance {
 	cp := *i
-	cp.Tags = cloneMap(i.Tags)
+	cp.Tags = fakecloud.CloneMap(i.Tags)
 	cp.UserData = slices.Clone(i.UserData)
 	cp.SecurityGroups = slices.Clone(i.SecurityGroups)
 	return cp
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func newID(n int) string {
@@ -523,9 +505,7 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request) {
 	status, code := 0, ""
 	defer func() {
 		entry.Status, entry.Code = status, code
-		c.mu.Lock()
-		c.log = append(c.log, entry)
-		c.mu.Unlock()
+		c.log.Add(entry)
 	}()
 	answer := func(body map[string]any, e *apiError) {
 		if e != nil {
@@ -540,12 +520,8 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	f := c.takeFault(action)
-	if f != nil && f.Delay > 0 {
-		select {
-		case <-time.After(f.Delay):
-		case <-r.Context().Done():
-			return
-		}
+	if f != nil && !fakecloud.Hold(r, f.Delay) {
+		return
 	}
 	if e := c.authenticate(r.Method, p); e != nil {
 		answer(nil, e)
@@ -569,7 +545,7 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f != nil && !f.After {
-		c.fail(w, rid, f, answer)
+		fail(w, f, answer)
 		return
 	}
 	c.mu.Lock()
@@ -581,33 +557,25 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request) {
 		h()
 	}
 	if f != nil {
-		c.fail(w, rid, f, answer)
+		fail(w, f, answer)
 		return
 	}
 	answer(body, e)
 }
 
-func (c *Cloud) fail(w http.ResponseWriter, rid string, f *Fault, answer func(map[string]any, *apiError)) {
+// fail answers f, for the RPC APIs and OSS alike: it drops the connection, or sends
+// the fault's error.
+func fail[B any](w http.ResponseWriter, f *Fault, answer func(B, *apiError)) {
 	if f.Drop {
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				conn.Close()
-			}
-		}
+		fakecloud.Drop(w)
 		return
 	}
 	code := f.Code
 	if code == "" {
 		code = map[int]string{503: "ServiceUnavailable", 500: "InternalError"}[f.Status]
 	}
-	if code == "" {
-		code = "InjectedFault"
-	}
-	msg := f.Message
-	if msg == "" {
-		msg = "injected fault: " + http.StatusText(f.Status)
-	}
-	answer(nil, errf(f.Status, code, "%s", msg))
+	var none B
+	answer(none, errf(f.Status, or(code, "InjectedFault"), "%s", or(f.Message, "injected fault: "+http.StatusText(f.Status))))
 }
 
 func writeError(w http.ResponseWriter, rid string, e *apiError) {
@@ -618,21 +586,7 @@ func writeError(w http.ResponseWriter, rid string, e *apiError) {
 }
 
 func (c *Cloud) takeFault(action string) *Fault {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, f := range c.faults {
-		if f.Action == "" || f.Action == action {
-			if f.Times > 0 {
-				f.Times--
-				if f.Times == 0 {
-					c.faults = slices.Delete(c.faults, i, i+1)
-				}
-			}
-			cp := *f
-			return &cp
-		}
-	}
-	return nil
+	return c.faults.Take(func(f *Fault) bool { return f.Action == "" || f.Action == action }, func(f *Fault) *int { return &f.Times })
 }
 
 // authenticate checks the access key, the HMAC-SHA1 signature over every other

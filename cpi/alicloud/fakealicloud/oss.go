@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bosun-gitops/bosun/cpi/internal/fakecloud"
 )
 
 // The region's OSS: PutBucket, DeleteBucket, PutObject and DeleteObject, reached
@@ -90,9 +92,7 @@ func (c *Cloud) serveOSS(w http.ResponseWriter, r *http.Request) {
 	status, code := 0, ""
 	defer func() {
 		entry.Status, entry.Code = status, code
-		c.mu.Lock()
-		c.log = append(c.log, entry)
-		c.mu.Unlock()
+		c.log.Add(entry)
 	}()
 	answer := func(st int, e *apiError) {
 		w.Header().Set("x-oss-request-id", rid)
@@ -108,43 +108,23 @@ func (c *Cloud) serveOSS(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(st)
 	}
 	f := c.takeFault(action)
-	if f != nil && f.Delay > 0 {
-		select {
-		case <-time.After(f.Delay):
-		case <-r.Context().Done():
-			return
-		}
+	if f != nil && !fakecloud.Hold(r, f.Delay) {
+		return
 	}
 	if e := ossAuthenticate(r, bucket, key); e != nil {
 		answer(0, e)
 		return
 	}
 	if f != nil && !f.After {
-		c.ossFail(w, f, answer)
+		fail(w, f, answer)
 		return
 	}
 	st, e := c.ossAct(r, action, bucket, key, entry.Params)
 	if f != nil {
-		c.ossFail(w, f, answer)
+		fail(w, f, answer)
 		return
 	}
 	answer(st, e)
-}
-
-func (c *Cloud) ossFail(w http.ResponseWriter, f *Fault, answer func(int, *apiError)) {
-	if f.Drop {
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				conn.Close()
-			}
-		}
-		return
-	}
-	code := f.Code
-	if code == "" {
-		code = map[int]string{503: "ServiceUnavailable", 500: "InternalError"}[f.Status]
-	}
-	answer(0, errf(f.Status, or(code, "InjectedFault"), "%s", or(f.Message, "injected fault: "+http.StatusText(f.Status))))
 }
 
 type ossErrorXML struct {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/bosun-gitops/bosun/cpi/internal/fakecloud"
 )
 
 const cinder = "/volume/v3"
@@ -84,7 +86,7 @@ func (c *Cloud) createVolume(w http.ResponseWriter, r *http.Request) {
 	case len(c.volumes) >= c.opts.MaxVolumes:
 		fail(w, r, http.StatusRequestEntityTooLarge, "VolumeLimitExceeded: Maximum number of volumes allowed (%d) exceeded for quota 'volumes'.", c.opts.MaxVolumes)
 	default:
-		v := &Volume{ID: newID(), Name: in.Name, Status: "creating", next: "available", AZ: in.AZ, Type: in.Type, Size: in.Size, Metadata: cloneMap(in.Metadata)}
+		v := &Volume{ID: newID(), Name: in.Name, Status: "creating", next: "available", AZ: in.AZ, Type: in.Type, Size: in.Size, Metadata: fakecloud.CloneMap(in.Metadata)}
 		if v.AZ == "" {
 			v.AZ = c.azs[0]
 		}
@@ -129,7 +131,7 @@ func (c *Cloud) updateVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	c.withVolume(w, r, func(v *Volume) {
 		if req.Volume.Metadata != nil {
-			v.Metadata = cloneMap(req.Volume.Metadata)
+			v.Metadata = fakecloud.CloneMap(req.Volume.Metadata)
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"volume": v.view()})
 	})
@@ -205,7 +207,7 @@ func (c *Cloud) createSnapshot(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, http.StatusBadRequest, "Invalid volume: Volume %s status must be available, but current status is: in-use.", v.ID)
 		return
 	}
-	s := &snapshot{ID: newID(), VolumeID: v.ID, Name: in.Name, Status: "creating", Metadata: cloneMap(in.Metadata)}
+	s := &snapshot{ID: newID(), VolumeID: v.ID, Name: in.Name, Status: "creating", Metadata: fakecloud.CloneMap(in.Metadata)}
 	c.snapshots[s.ID] = s
 	writeJSON(w, http.StatusAccepted, map[string]any{"snapshot": s.view()})
 }

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bosun-gitops/bosun/cpi/internal/fakecloud"
 )
 
 // Seeded names and ids.
@@ -153,8 +155,8 @@ type Cloud struct {
 	images    map[string]*Image
 	azs       []string
 	volTypes  []string
-	faults    []*Fault
-	log       []Request
+	faults    fakecloud.Faults[Fault]
+	log       fakecloud.Log[Request]
 	fate      string
 	imageFate string
 	onCreate  func(Server, []byte)
@@ -221,18 +223,10 @@ func (c *Cloud) ConfigJSON() []byte {
 }
 
 // Inject adds a fault.
-func (c *Cloud) Inject(f Fault) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.faults = append(c.faults, &f)
-}
+func (c *Cloud) Inject(f Fault) { c.faults.Inject(f) }
 
 // ClearFaults removes every fault.
-func (c *Cloud) ClearFaults() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.faults = nil
-}
+func (c *Cloud) ClearFaults() { c.faults.Clear() }
 
 // SetServerFate decides how servers created from now on end: "" (ACTIVE), "ERROR",
 // or "BUILD" (stuck there).
@@ -280,11 +274,7 @@ func (c *Cloud) OnServerDelete(f func(s Server)) {
 }
 
 // Requests returns the request log.
-func (c *Cloud) Requests() []Request {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.log)
-}
+func (c *Cloud) Requests() []Request { return c.log.All() }
 
 // AddImage puts an image in Glance (for light stemcells) and returns its id.
 func (c *Cloud) AddImage(name, status string) string {
@@ -339,7 +329,7 @@ func (c *Cloud) Volumes() []Volume {
 	var out []Volume
 	for _, v := range c.volumes {
 		cp := *v
-		cp.Metadata = cloneMap(v.Metadata)
+		cp.Metadata = fakecloud.CloneMap(v.Metadata)
 		out = append(out, cp)
 	}
 	return out
@@ -352,7 +342,7 @@ func (c *Cloud) Images() []Image {
 	var out []Image
 	for _, i := range c.images {
 		cp := *i
-		cp.Properties = cloneMap(i.Properties)
+		cp.Properties = fakecloud.CloneMap(i.Properties)
 		out = append(out, cp)
 	}
 	return out
@@ -383,17 +373,9 @@ func (c *Cloud) FloatingIPPort(ip string) string {
 
 func (s *Server) copy() Server {
 	cp := *s
-	cp.Metadata = cloneMap(s.Metadata)
+	cp.Metadata = fakecloud.CloneMap(s.Metadata)
 	cp.UserData = slices.Clone(s.UserData)
 	return cp
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func newID() string {
@@ -430,27 +412,19 @@ func (c *Cloud) middleware(next http.Handler) http.Handler {
 		rw.Header().Set("X-Openstack-Request-Id", rid)
 		w := &statusWriter{ResponseWriter: rw}
 		defer func() {
-			c.mu.Lock()
-			c.log = append(c.log, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Status: w.status, RequestID: rid})
-			c.mu.Unlock()
+			c.log.Add(Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Status: w.status, RequestID: rid})
 		}()
-		f := c.takeFault(r)
-		if f != nil && f.Delay > 0 {
-			select {
-			case <-time.After(f.Delay):
-			case <-r.Context().Done():
-				return
-			}
+		f := c.faults.Take(func(f *Fault) bool {
+			return (f.Method == "" || f.Method == r.Method) && strings.Contains(r.URL.Path, f.Path)
+		}, func(f *Fault) *int { return &f.Times })
+		if f != nil && !fakecloud.Hold(r, f.Delay) {
+			return
 		}
 		if f != nil && f.After {
 			next.ServeHTTP(&discardWriter{h: http.Header{}}, r)
 		}
 		if f != nil && f.Drop {
-			if hj, ok := rw.(http.Hijacker); ok {
-				if conn, _, err := hj.Hijack(); err == nil {
-					conn.Close()
-				}
-			}
+			fakecloud.Drop(rw)
 			return
 		}
 		if f != nil && f.Status != 0 {
@@ -485,24 +459,6 @@ type discardWriter struct{ h http.Header }
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
-
-func (c *Cloud) takeFault(r *http.Request) *Fault {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, f := range c.faults {
-		if (f.Method == "" || f.Method == r.Method) && strings.Contains(r.URL.Path, f.Path) {
-			if f.Times > 0 {
-				f.Times--
-				if f.Times == 0 {
-					c.faults = slices.Delete(c.faults, i, i+1)
-				}
-			}
-			cp := *f
-			return &cp
-		}
-	}
-	return nil
-}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/bosun-gitops/bosun/cpi/internal/fakecloud"
 )
 
 const nova = "/compute/v2.1"
@@ -102,7 +104,7 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		in.SecurityGroups, in.Networks, in.BlockDevices)
 	if s != nil {
 		s.UserData, s.ConfigDrive = userData, in.ConfigDrive
-		s.Metadata = cloneMap(in.Metadata)
+		s.Metadata = fakecloud.CloneMap(in.Metadata)
 	}
 	hook := c.onCreate
 	var cp Server
