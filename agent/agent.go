@@ -39,11 +39,14 @@ type Agent struct {
 	paths    paths
 	log      *slog.Logger
 	t        protocol.Transport
-	store    blobstore.Store // nil without a local blobstore
-	http     signed.Client
-	sup      *supervisor
-	tasks    *tasks
-	vitals   *vitalsSampler
+	// blob is how blobs are reached; update_settings may replace it (under settingsMu).
+	blob blobAccess
+	// bootBlobstore is settings.json's blobstore section, which update_settings with an
+	// empty blobstores list goes back to.
+	bootBlobstore BlobstoreSettings
+	sup           *supervisor
+	tasks         *tasks
+	vitals        *vitalsSampler
 
 	// jobsMu serialises actions that change installed jobs or their processes.
 	jobsMu sync.Mutex
@@ -52,6 +55,8 @@ type Agent struct {
 	installMu  sync.Mutex
 	compileMu  sync.Mutex
 	settingsMu sync.Mutex
+	// overrideMu serialises changes to bosh/update_settings.json (read, change, write).
+	overrideMu sync.Mutex
 	// disksMu serialises mount_disk, unmount_disk and migrate_disk, which read and
 	// write the disk records in bosh/.
 	disksMu sync.Mutex
@@ -74,34 +79,66 @@ func New(s Settings, t protocol.Transport, opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("start agent: %w", err)
 		}
 	}
-	if s.Blobstore.Provider == "local" {
-		st, err := local.Open(s.Blobstore.Options["blobstore_path"].(string))
-		if err != nil {
-			return nil, fmt.Errorf("start agent: %w", err)
-		}
-		a.store = st
-	}
-	// Signed URLs are verified against the blobstore's own CA when the settings give
-	// one, and against the system roots only when they do not.
-	hc, err := signed.NewClient([]byte(s.Blobstore.CA()))
-	if err != nil {
-		return nil, fmt.Errorf("start agent: %w", err)
-	}
-	a.http = hc
 	if b, err := os.ReadFile(a.paths.specFile()); err == nil {
 		if err := json.Unmarshal(b, &a.spec); err != nil {
 			return nil, fmt.Errorf("start agent: read applied spec %s: %w", a.paths.specFile(), err)
 		}
 	}
+	a.bootBlobstore = s.Blobstore
 	o, err := a.loadOverride()
 	if err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
 	a.applyOverride(o)
+	// Blobstores the director sent with update_settings outlive a restart: they are
+	// what it knows this VM to hold, in place of settings.json's (made at create_vm).
+	if b, err := parseBlobstores(o.Blobstores); err != nil {
+		return nil, fmt.Errorf("start agent: %s: %w", a.overridePath(), err)
+	} else if b != nil {
+		a.settings.Blobstore = *b
+	}
+	if a.blob, err = openBlobAccess(a.settings.Blobstore); err != nil {
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
 	env := s.Env.Bosun
 	a.sup = newSupervisor(a.paths, a.log, time.Duration(env.StableAfter), env.LogMaxBytes, a.alert)
 	a.vitals = newVitalsSampler()
 	return a, nil
+}
+
+// blobAccess is how the agent reaches blobs: its own blobstore (provider local; nil
+// otherwise) and the client for signed URLs.
+type blobAccess struct {
+	store blobstore.Store
+	http  signed.Client
+}
+
+// openBlobAccess prepares access to the blobstore b names; b is checked already.
+func openBlobAccess(b BlobstoreSettings) (blobAccess, error) {
+	var acc blobAccess
+	if b.Provider == "local" {
+		st, err := local.Open(b.Options["blobstore_path"].(string))
+		if err != nil {
+			return acc, err
+		}
+		acc.store = st
+	}
+	// Signed URLs are verified against the blobstore's own CA when the settings give
+	// one, and against the system roots only when they do not.
+	hc, err := signed.NewClient([]byte(b.CA()))
+	if err != nil {
+		return acc, err
+	}
+	acc.http = hc
+	return acc, nil
+}
+
+// blobs returns the current blob access; a request keeps what it got even if
+// update_settings replaces it meanwhile.
+func (a *Agent) blobs() blobAccess {
+	a.settingsMu.Lock()
+	defer a.settingsMu.Unlock()
+	return a.blob
 }
 
 // Run serves requests and sends heartbeats until ctx ends, then stops every job process.

@@ -57,12 +57,13 @@ func (a *Agent) fetch(ctx context.Context, what string, ref protocol.BlobRef) (s
 			os.Remove(f.Name())
 		}
 	}()
+	blobs := a.blobs()
 	switch {
 	case ref.SignedURL != "":
-		err = a.http.Download(ctx, ref.SignedURL, ref.BlobstoreHeaders, d, f)
-	case a.store != nil:
+		err = blobs.http.Download(ctx, ref.SignedURL, ref.BlobstoreHeaders, d, f)
+	case blobs.store != nil:
 		var rc io.ReadCloser
-		rc, err = a.store.Get(ctx, d)
+		rc, err = blobs.store.Get(ctx, d)
 		if err == nil {
 			_, err = io.Copy(f, rc)
 			rc.Close()
@@ -85,11 +86,12 @@ func (a *Agent) put(ctx context.Context, what, path, signedURL string, headers m
 	}
 	defer f.Close()
 	var d blobstore.Digest
+	blobs := a.blobs()
 	switch {
 	case signedURL != "":
-		d, err = a.http.Upload(ctx, signedURL, headers, f)
-	case a.store != nil:
-		d, err = a.store.Put(ctx, f)
+		d, err = blobs.http.Upload(ctx, signedURL, headers, f)
+	case blobs.store != nil:
+		d, err = blobs.store.Put(ctx, f)
 	default:
 		err = errors.New("no signed upload URL given and the agent has no blobstore configured")
 	}

@@ -323,6 +323,13 @@ func (a *Agent) applyOverride(o settingsOverride) {
 }
 
 func (a *Agent) changeSettings(f func(*settingsOverride)) error {
+	a.overrideMu.Lock()
+	defer a.overrideMu.Unlock()
+	return a.changeSettingsLocked(f)
+}
+
+// changeSettingsLocked is changeSettings with overrideMu held.
+func (a *Agent) changeSettingsLocked(f func(*settingsOverride)) error {
 	o, err := a.loadOverride()
 	if err != nil {
 		return err
@@ -336,24 +343,77 @@ func (a *Agent) changeSettings(f func(*settingsOverride)) error {
 	return nil
 }
 
+// parseBlobstores reads update_settings' blobstores, BOSH's list of {provider, options},
+// each checked as settings.json's blobstore section is. The first is the one used, as
+// BOSH's agent does; nil when the list is absent or empty.
+func parseBlobstores(raw json.RawMessage) (*BlobstoreSettings, error) {
+	if !given(raw) {
+		return nil, nil
+	}
+	var list []BlobstoreSettings
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, fmt.Errorf("blobstores: want a list of {\"provider\": …, \"options\": {…}}: %w", err)
+	}
+	for i, b := range list {
+		if err := b.check(fmt.Sprintf("blobstores[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	if len(list) == 0 {
+		return nil, nil
+	}
+	return &list[0], nil
+}
+
+// given reports whether a JSON value was sent (not absent, not null).
+func given(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
+
 // update_settings records trusted certs, disk associations, mbus and blobstores; a new
-// mbus takes effect when the agent next starts.
+// mbus takes effect when the agent next starts. Blobstores take effect at once: a
+// director whose blobstore moved or whose CA changed tells running VMs this way rather
+// than recreating them. Bad blobstores (a CA that is no PEM certificate, say) fail the
+// call and change nothing; an empty list goes back to settings.json's blobstore.
 func (a *Agent) updateSettings(_ context.Context, args []json.RawMessage) (any, error) {
 	var in settingsOverride
 	if err := arg("update_settings", args, 0, &in, true); err != nil {
 		return nil, err
 	}
-	err := a.changeSettings(func(o *settingsOverride) {
+	var next *blobAccess
+	blobstore := a.bootBlobstore
+	if given(in.Blobstores) {
+		b, err := parseBlobstores(in.Blobstores)
+		if err != nil {
+			return nil, protocol.Errorf(protocol.CodeBadArguments, "update_settings: %v", err)
+		}
+		if b != nil {
+			blobstore = *b
+		}
+		acc, err := openBlobAccess(blobstore)
+		if err != nil {
+			return nil, fmt.Errorf("update_settings: blobstore: %w", err)
+		}
+		next = &acc
+	}
+	a.overrideMu.Lock()
+	defer a.overrideMu.Unlock()
+	err := a.changeSettingsLocked(func(o *settingsOverride) {
 		o.TrustedCerts, o.DiskAssociations = in.TrustedCerts, in.DiskAssociations
 		if in.Mbus != nil {
 			o.Mbus = in.Mbus
 		}
-		if in.Blobstores != nil {
+		if given(in.Blobstores) {
 			o.Blobstores = in.Blobstores
 		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update_settings: %w", err)
+	}
+	if next != nil {
+		a.settingsMu.Lock()
+		a.settings.Blobstore, a.blob = blobstore, *next
+		a.settingsMu.Unlock()
+		endpoint, _ := blobstore.Options["endpoint"].(string)
+		a.log.Info("blobstore settings updated", "provider", blobstore.Provider, "endpoint", endpoint, "ca", blobstore.CA() != "")
 	}
 	return "ok", nil
 }

@@ -144,10 +144,16 @@ func (d *director) startAgent(t *testing.T, id string, disks map[string]string) 
 // runAgent starts the agent binary on root and returns a function that kills it hard.
 func (d *director) runAgent(t *testing.T, id, root string, disks map[string]string) (kill func()) {
 	t.Helper()
+	return d.runAgentWith(t, id, root, disks, map[string]any{"provider": "local", "options": map[string]any{"blobstore_path": d.storeDir}})
+}
+
+// runAgentWith is runAgent with the settings' blobstore section given.
+func (d *director) runAgentWith(t *testing.T, id, root string, disks map[string]string, blobstore map[string]any) (kill func()) {
+	t.Helper()
 	settings := map[string]any{
 		"agent_id":  id,
 		"mbus":      d.srv.AgentURL(id),
-		"blobstore": map[string]any{"provider": "local", "options": map[string]any{"blobstore_path": d.storeDir}},
+		"blobstore": blobstore,
 		"networks":  map[string]any{"default": map[string]any{"type": "manual", "ip": "127.0.0.1", "netmask": "255.0.0.0", "default": []string{"dns", "gateway"}}},
 		"disks":     map[string]any{"persistent": disks},
 		"env":       map[string]any{"bosun": map[string]any{"heartbeat_interval": "1s", "stable_after": "300ms"}},

@@ -46,6 +46,34 @@ func (b BlobstoreSettings) CA() string {
 	return ca
 }
 
+// check validates a blobstore section; errors name it by key ("blobstore", or
+// "blobstores[0]" in update_settings).
+func (b BlobstoreSettings) check(key string) error {
+	switch b.Provider {
+	case "", "local", "dav":
+	default:
+		return fmt.Errorf("%s.provider %q is not supported: use \"local\", or \"dav\" or none for signed URLs", key, b.Provider)
+	}
+	if t, ok := b.Options["tls"]; ok {
+		tm, _ := t.(map[string]any)
+		c, _ := tm["cert"].(map[string]any)
+		if _, ok := c["ca"].(string); !ok {
+			return fmt.Errorf("%s.options.tls: want {\"cert\": {\"ca\": \"<PEM>\"}}", key)
+		}
+	}
+	if ca := b.CA(); ca != "" {
+		if _, err := signed.CertPool([]byte(ca)); err != nil {
+			return fmt.Errorf("%s.options.tls.cert.ca: %w", key, err)
+		}
+	}
+	if b.Provider == "local" {
+		if p, _ := b.Options["blobstore_path"].(string); p == "" {
+			return fmt.Errorf("%s.options.blobstore_path is missing for provider local", key)
+		}
+	}
+	return nil
+}
+
 // Network is one entry of settings' networks.
 type Network struct {
 	Type    string   `json:"type"`
@@ -120,27 +148,8 @@ func ParseSettings(b []byte) (Settings, error) {
 	if s.Mbus == "" {
 		return s, fmt.Errorf("mbus is missing")
 	}
-	switch s.Blobstore.Provider {
-	case "", "local", "dav":
-	default:
-		return s, fmt.Errorf("blobstore.provider %q is not supported: use \"local\", or \"dav\" or none for signed URLs", s.Blobstore.Provider)
-	}
-	if t, ok := s.Blobstore.Options["tls"]; ok {
-		tm, _ := t.(map[string]any)
-		c, _ := tm["cert"].(map[string]any)
-		if _, ok := c["ca"].(string); !ok {
-			return s, fmt.Errorf("blobstore.options.tls: want {\"cert\": {\"ca\": \"<PEM>\"}}")
-		}
-	}
-	if ca := s.Blobstore.CA(); ca != "" {
-		if _, err := signed.CertPool([]byte(ca)); err != nil {
-			return s, fmt.Errorf("blobstore.options.tls.cert.ca: %w", err)
-		}
-	}
-	if s.Blobstore.Provider == "local" {
-		if p, _ := s.Blobstore.Options["blobstore_path"].(string); p == "" {
-			return s, fmt.Errorf("blobstore.options.blobstore_path is missing for provider local")
-		}
+	if err := s.Blobstore.check("blobstore"); err != nil {
+		return s, err
 	}
 	return s, nil
 }

@@ -98,10 +98,10 @@ func TestAgentClientTrustsSettingsCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.http.Download(ctx, good.SignGet(d), nil, d, io.Discard); err != nil {
+	if err := a.blobs().http.Download(ctx, good.SignGet(d), nil, d, io.Discard); err != nil {
 		t.Errorf("from the director's blobstore: %v", err)
 	}
-	if err := a.http.Download(ctx, bad.SignGet(d), nil, d, io.Discard); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+	if err := a.blobs().http.Download(ctx, bad.SignGet(d), nil, d, io.Discard); err == nil || !strings.Contains(err.Error(), "unknown authority") {
 		t.Errorf("from a server with another CA: err = %v; want an unknown authority", err)
 	}
 
@@ -113,7 +113,62 @@ func TestAgentClientTrustsSettingsCA(t *testing.T) {
 	if a, err = New(s, nil, Options{Root: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.http.Download(ctx, good.SignGet(d), nil, d, io.Discard); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := a.blobs().http.Download(ctx, good.SignGet(d), nil, d, io.Discard); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("a private CA's server with the system roots: err = %v; want a certificate error", err)
+	}
+}
+
+// update_settings' blobstores: the first entry is used; an empty list goes back to
+// settings.json's blobstore; what is not a list of blobstores is refused.
+func TestUpdateSettingsBlobstoresShape(t *testing.T) {
+	ctx := context.Background()
+	_, ca1 := testcert.SelfSigned(t)
+	_, ca2 := testcert.SelfSigned(t)
+	s, err := ParseSettings(davSettings(t, "https://10.0.0.5:25250", ca1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(s, nil, Options{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dav := func(endpoint string, ca []byte) map[string]any {
+		return map[string]any{"provider": "dav", "options": map[string]any{"endpoint": endpoint, "tls": map[string]any{"cert": map[string]any{"ca": string(ca)}}}}
+	}
+	update := func(v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.updateSettings(ctx, []json.RawMessage{b})
+		return err
+	}
+	current := func() (string, string) {
+		a.settingsMu.Lock()
+		defer a.settingsMu.Unlock()
+		e, _ := a.settings.Blobstore.Options["endpoint"].(string)
+		return e, a.settings.Blobstore.CA()
+	}
+	for _, tc := range []struct {
+		name     string
+		in       any
+		err      string
+		endpoint string
+		ca       []byte
+	}{
+		{"first of two", map[string]any{"blobstores": []any{dav("https://10.0.0.6:25250", ca2), dav("https://10.0.0.7:25250", ca1)}}, "", "https://10.0.0.6:25250", ca2},
+		{"not a list", map[string]any{"blobstores": dav("https://10.0.0.8:25250", ca1)}, "blobstores: want a list", "https://10.0.0.6:25250", ca2},
+		{"a bad second entry", map[string]any{"blobstores": []any{dav("https://10.0.0.8:25250", ca1), dav("https://10.0.0.9:25250", []byte("x"))}}, "blobstores[1].options.tls.cert.ca", "https://10.0.0.6:25250", ca2},
+		{"null", map[string]any{"blobstores": nil}, "", "https://10.0.0.6:25250", ca2},
+		{"empty: back to settings.json", map[string]any{"blobstores": []any{}}, "", "https://10.0.0.5:25250", ca1},
+	} {
+		err := update(tc.in)
+		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: update_settings = %v; want error %q", tc.name, err, tc.err)
+		}
+		e, ca := current()
+		if diff := cmp.Diff([]string{tc.endpoint, string(tc.ca)}, []string{e, ca}); diff != "" {
+			t.Errorf("%s: blobstore (-want +got):\n%s", tc.name, diff)
+		}
 	}
 }

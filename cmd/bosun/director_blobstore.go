@@ -167,6 +167,8 @@ func loopback(base string) bool {
 // store, and settings in the shape BOSH's director gives its dav blobstore —
 // {"provider": "dav", "options": {"endpoint": URL, "tls": {"cert": {"ca": PEM}}}} —
 // without the credentials: the CA is what the agent verifies those URLs' server with.
+// Converge sends the same section with update_settings to running agents whose VMs got
+// another (the URL or CA changed since), so changing them needs no recreation.
 func (d *director) agentBlobstore() cpi.Blobstore {
 	if d.blobSigner != nil {
 		opts := map[string]any{"endpoint": d.blobSigner.Base}

@@ -35,8 +35,9 @@ const (
 )
 
 const (
-	// blobCAValidity is long: every VM's settings hold the CA, and a new one means
-	// recreating the VMs made with the old.
+	// blobCAValidity is long: every VM's settings hold the CA, and a new one reaches
+	// running VMs only at the next deploy (converge sends their agents update_settings);
+	// until then they cannot fetch or upload blobs.
 	blobCAValidity = 10 * 365 * 24 * time.Hour
 	// blobCertValidity is a server certificate's life; it is remade when a month or
 	// less is left, at start or at the handshake that finds it so.
@@ -156,7 +157,7 @@ func loadOrMakeBlobCA(dataDir string, now time.Time) (*blobCA, error) {
 	case cerr == nil && kerr == nil:
 		cert, key, err := parsePair(certPEM, keyPEM)
 		if err != nil {
-			return nil, fmt.Errorf("blobstore CA %s, %s: %w; remove both to have a new CA made (VMs made with the old one must then be recreated)", certPath, keyPath, err)
+			return nil, fmt.Errorf("blobstore CA %s, %s: %w; remove both to have a new CA made (VMs made with the old one are given it at the next deploy)", certPath, keyPath, err)
 		}
 		return &blobCA{cert: cert, key: key, certPEM: certPEM}, nil
 	case errors.Is(cerr, os.ErrNotExist) && errors.Is(kerr, os.ErrNotExist):
@@ -167,7 +168,7 @@ func loadOrMakeBlobCA(dataDir string, now time.Time) (*blobCA, error) {
 	default:
 		// One without the other: making a new CA would silently break every VM that
 		// trusts the old one.
-		return nil, fmt.Errorf("blobstore CA: %s and %s must both exist; remove the one left to have a new CA made (VMs made with the old one must then be recreated)", certPath, keyPath)
+		return nil, fmt.Errorf("blobstore CA: %s and %s must both exist; remove the one left to have a new CA made (VMs made with the old one are given it at the next deploy)", certPath, keyPath)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -80,6 +80,9 @@ func (r *run) act(ctx context.Context, cur state.Instance, p state.ActionParams)
 	ctx = cpi.WithInstance(ctx, instanceName(cur))
 	in := &inst{r: r, cur: cur}
 	rec := r.records[cur.ID]
+	if rec != nil {
+		in.blobHash = rec.BlobstoreHash
+	}
 	hasVM, f, err := in.vmExists(ctx)
 	if f != nil || err != nil {
 		return f, err
@@ -141,7 +144,7 @@ func (r *run) act(ctx context.Context, cur state.Instance, p state.ActionParams)
 	if f, err := in.applyStart(ctx, spec, rec.Watch, start); f != nil || err != nil {
 		return f, err
 	}
-	rec.Spec = spec
+	rec.Spec, rec.BlobstoreHash = spec, in.blobHash
 	b, _ := json.Marshal(rec)
 	return nil, r.e.cfg.Store.SetApplied(ctx, state.Applied{InstanceID: cur.ID, Record: b})
 }

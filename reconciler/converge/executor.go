@@ -268,6 +268,9 @@ func (e *Executor) Run(ctx context.Context, t Task, emit func(state.TaskEvent) e
 			return r.finish(ctx, nil)
 		}
 	}
+	if err := r.refreshKept(ctx); err != nil {
+		return r.finish(ctx, err)
+	}
 	if changed {
 		if err := r.postDeploy(ctx); err != nil {
 			return r.finish(ctx, err)

@@ -40,12 +40,14 @@ type fakeAgents struct {
 	data            map[string]string
 	// afterMigrate, when set, runs after a migrate_disk has copied the data.
 	afterMigrate func()
+	// settings are the arguments of each agent's update_settings calls.
+	settings map[string][]json.RawMessage
 }
 
 func newFakeAgents(c *cpitest.Fake) *fakeAgents {
 	a := &fakeAgents{alive: map[string]bool{}, byVM: map[cpi.VMCID]string{}, specs: map[string]protocol.ApplySpec{},
 		started: map[string]bool{}, failRun: map[string]bool{}, failPreStart: map[string]bool{},
-		mounted: map[string]string{}, target: map[string]string{}, data: map[string]string{}}
+		mounted: map[string]string{}, target: map[string]string{}, data: map[string]string{}, settings: map[string][]json.RawMessage{}}
 	c.OnVM(func(vm cpitest.FakeVM) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -221,6 +223,12 @@ func (a *fakeAgents) Run(ctx context.Context, id, method string, args ...any) (j
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch method {
+	case protocol.MethodUpdateSettings:
+		b, err := json.Marshal(args)
+		if err != nil {
+			return nil, err
+		}
+		a.settings[id] = append(a.settings[id], b)
 	case protocol.MethodListDisk:
 		if m := a.mounted[id]; m != "" {
 			return json.Marshal([]string{m})
@@ -244,6 +252,12 @@ func (a *fakeAgents) Run(ctx context.Context, id, method string, args ...any) (j
 // newFakeHarness is a harness on the fake CPI and fake agents; c may wrap the fake.
 func newFakeHarness(t testing.TB, wrap func(cpi.CPI) cpi.CPI) (*harness, *cpitest.Fake, *fakeAgents) {
 	t.Helper()
+	return newFakeHarnessConfig(t, wrap, nil)
+}
+
+// newFakeHarnessConfig is newFakeHarness with the executor's config changed by configure.
+func newFakeHarnessConfig(t testing.TB, wrap func(cpi.CPI) cpi.CPI, configure func(*converge.Config)) (*harness, *cpitest.Fake, *fakeAgents) {
+	t.Helper()
 	fake := cpitest.NewFake("fake")
 	agents := newFakeAgents(fake)
 	var c cpi.CPI = fake
@@ -251,13 +265,17 @@ func newFakeHarness(t testing.TB, wrap func(cpi.CPI) cpi.CPI) (*harness, *cpites
 		c = wrap(fake)
 	}
 	store := openStore(t)
-	exec, err := converge.New(converge.Config{
+	cfg := converge.Config{
 		CPI: c, CPIName: "fake", Agents: agents, Store: store, Log: testLog(t),
 		Settings: func(id string) (cpi.AgentSettings, error) {
 			return cpi.AgentSettings{Mbus: "nats://" + id + ":secret@127.0.0.1:1"}, nil
 		},
 		PollInterval: 5 * time.Millisecond, AgentWait: 5 * time.Second,
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	exec, err := converge.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,10 @@ type record struct {
 	StemcellAPIVersion int                `json:"stemcell_api_version,omitempty"`
 	Disk               Disk               `json:"disk"`
 	Watch              plan.WatchTime     `json:"watch"`
+	// BlobstoreHash names the blobstore settings the VM's agent holds (given at
+	// create_vm or by update_settings since); empty when none were given or when not
+	// known (a record from before it was kept), which has update_settings sent.
+	BlobstoreHash string `json:"blobstore_hash,omitempty"`
 }
 
 func instanceName(i state.Instance) string { return fmt.Sprintf("%s/%d (%s)", i.Group, i.Index, i.ID) }
@@ -146,6 +150,9 @@ func (r *run) update(ctx context.Context, ip plan.InstancePlan, want Instance, w
 	}
 	ctx = cpi.WithInstance(ctx, instanceName(cur))
 	in := &inst{r: r, cur: cur}
+	if prev != nil {
+		in.blobHash = prev.BlobstoreHash
+	}
 
 	hasVM, f, err := in.vmExists(ctx)
 	if f != nil || err != nil {
@@ -193,6 +200,7 @@ func (r *run) update(ctx context.Context, ip plan.InstancePlan, want Instance, w
 	if f, err := in.applyStart(ctx, rec.Spec, watch, cur.State != state.InstanceStopped); f != nil || err != nil {
 		return f, err
 	}
+	rec.BlobstoreHash = in.blobHash
 	b, _ := json.Marshal(rec)
 	return nil, st.SetApplied(ctx, state.Applied{InstanceID: cur.ID, Fingerprint: fp, Record: b})
 }
@@ -247,6 +255,7 @@ func (in *inst) createSwapDelete(ctx context.Context, ip plan.InstancePlan, want
 	if f != nil {
 		return f, nil
 	}
+	rec.BlobstoreHash = in.blobHash
 	b, _ := json.Marshal(rec)
 	return nil, e.cfg.Store.SetApplied(ctx, state.Applied{InstanceID: in.cur.ID, Fingerprint: fp, Record: b})
 }
@@ -274,6 +283,9 @@ func (r *run) record(ctx context.Context, id string) *record {
 type inst struct {
 	r   *run
 	cur state.Instance
+	// blobHash names the blobstore settings the instance's agent holds, as far as
+	// converge knows (blobstoreHash; "" when it does not).
+	blobHash string
 }
 
 func (in *inst) e() *Executor { return in.r.e }
@@ -403,6 +415,7 @@ func (in *inst) launchVM(ctx context.Context, vm VM, stemcell string, apiVersion
 	}
 	settings.AgentID = agentID
 	settings.Networks = vm.Networks
+	in.blobHash = blobstoreHash(settings.Blobstore)
 	settings.Env = mergeEnv(settings.Env, vm.Env)
 	spec := cpi.VMSpec{AgentID: agentID, Stemcell: cpi.StemcellCID(stemcell), StemcellAPIVersion: apiVersion,
 		CloudProperties: vm.CloudProperties, Networks: vm.Networks, Env: vm.Env, Settings: settings}
@@ -896,6 +909,9 @@ func (e *Executor) deleteDisk(ctx context.Context, task int64, deployment, insta
 // for them to run within the watch time and runs post-start; the instance is recorded
 // as it ends up.
 func (in *inst) applyStart(ctx context.Context, spec protocol.ApplySpec, watch plan.WatchTime, start bool) (*Failure, error) {
+	if f, err := in.syncBlobstore(ctx); f != nil || err != nil {
+		return f, err
+	}
 	a := in.e().cfg.Agents
 	id := in.cur.AgentID
 	if err := a.Apply(ctx, id, in.e().signed(spec)); err != nil {
