@@ -327,17 +327,20 @@ func (s *Store) SharedLinks(ctx context.Context, deployment string) ([]state.Sha
 	if err != nil {
 		return nil, fmt.Errorf("list shared links of %s: %w", deployment, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.SharedLink, error) {
-		var l state.SharedLink
-		var data []byte
-		err := r.Scan(&l.Deployment, &l.Name, &l.Type, &data, &l.UpdatedAt)
-		l.Data = data
-		return l, err
-	})
+	out, err := pgx.CollectRows(rows, scanLink)
 	if err != nil {
 		return nil, fmt.Errorf("list shared links of %s: %w", deployment, err)
 	}
 	return out, nil
+}
+
+// scanLink reads a row of deployment, name, type, data, updated_at.
+func scanLink(r pgx.CollectableRow) (state.SharedLink, error) {
+	var l state.SharedLink
+	var data []byte
+	err := r.Scan(&l.Deployment, &l.Name, &l.Type, &data, &l.UpdatedAt)
+	l.Data = data
+	return l, err
 }
 
 // PutSharedLinks makes links deployment's shared links, replacing all it shared before:
@@ -378,13 +381,7 @@ func (s *Store) ConsumedLinks(ctx context.Context, consumer string) (map[string]
 	if err != nil {
 		return nil, fmt.Errorf("list links %s consumes: %w", consumer, err)
 	}
-	links, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.SharedLink, error) {
-		var l state.SharedLink
-		var data []byte
-		err := r.Scan(&l.Deployment, &l.Name, &l.Type, &data, &l.UpdatedAt)
-		l.Data = data
-		return l, err
-	})
+	links, err := pgx.CollectRows(rows, scanLink)
 	if err != nil {
 		return nil, fmt.Errorf("list links %s consumes: %w", consumer, err)
 	}
