@@ -37,6 +37,7 @@ type fakeAgents struct {
 	// mounted and target are each agent's disk at the store and migration target;
 	// data is what each disk holds, copied by migrate_disk.
 	mounted, target map[string]string
+	migrated        map[string]string // the disk each agent's last migration ended on
 	data            map[string]string
 	// afterMigrate, when set, runs after a migrate_disk has copied the data.
 	afterMigrate func()
@@ -47,7 +48,7 @@ type fakeAgents struct {
 func newFakeAgents(c *cpitest.Fake) *fakeAgents {
 	a := &fakeAgents{alive: map[string]bool{}, byVM: map[cpi.VMCID]string{}, specs: map[string]protocol.ApplySpec{},
 		started: map[string]bool{}, failRun: map[string]bool{}, failPreStart: map[string]bool{},
-		mounted: map[string]string{}, target: map[string]string{}, data: map[string]string{}, settings: map[string][]json.RawMessage{}}
+		mounted: map[string]string{}, target: map[string]string{}, migrated: map[string]string{}, data: map[string]string{}, settings: map[string][]json.RawMessage{}}
 	c.OnVM(func(vm cpitest.FakeVM) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -229,18 +230,26 @@ func (a *fakeAgents) Run(ctx context.Context, id, method string, args ...any) (j
 			return nil, err
 		}
 		a.settings[id] = append(a.settings[id], b)
-	case protocol.MethodListDisk:
+	case protocol.MethodListDisk: // as the agent: the disk at the store, then the target
+		out := []string{}
 		if m := a.mounted[id]; m != "" {
-			return json.Marshal([]string{m})
+			out = append(out, m)
 		}
-		return json.RawMessage(`[]`), nil
+		if tg := a.target[id]; tg != "" {
+			out = append(out, tg)
+		}
+		return json.Marshal(out)
 	case protocol.MethodMigrateDisk:
 		m, tg := a.mounted[id], a.target[id]
 		if tg == "" {
+			if m != "" && a.migrated[id] == m {
+				return json.RawMessage(`{}`), nil // done already
+			}
 			return nil, fmt.Errorf("migrate_disk: no disk is mounted as a migration target")
 		}
 		a.data[tg] = a.data[m]
 		a.mounted[id] = tg
+		a.migrated[id] = tg
 		delete(a.target, id)
 		if a.afterMigrate != nil {
 			a.afterMigrate()

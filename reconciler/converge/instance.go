@@ -1,6 +1,7 @@
 package converge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -219,9 +220,20 @@ func (in *inst) createSwapDelete(ctx context.Context, ip plan.InstancePlan, want
 	if f != nil || err != nil {
 		return f, err
 	}
+	// Whatever stops the swap before the instance names the new VM deletes it; a director
+	// that is stopping leaves it to Recover, through the pending create_vm intent.
+	var stopped error
+	defer func() {
+		if in.cur.VMCID == v.cid || ctx.Err() != nil {
+			return
+		}
+		if err := in.discard(context.WithoutCancel(ctx), v, cmp.Or(stopped, errors.New("create-swap-delete stopped before the swap"))); err != nil {
+			e.cfg.Log.Warn("an unused new VM could not be deleted; the next run will", "vm_cid", v.cid, "err", err)
+		}
+	}()
 	if f, err := in.waitAgent(ctx, v.agentID, v.cid); f != nil || err != nil {
-		if err == nil {
-			err = in.discard(context.WithoutCancel(ctx), v, errors.New(f.Error))
+		if f != nil {
+			stopped = errors.New(f.Error)
 		}
 		return f, err
 	}
@@ -662,6 +674,19 @@ func (in *inst) migrateDisk(ctx context.Context, want Disk) (*Failure, error) {
 	if in.cur.AgentID == "" {
 		return &Failure{Error: fmt.Sprintf("persistent disk %s: migrating it needs the instance's agent, and it has no VM", old)}, nil
 	}
+	// The data is copied from the store: the old disk must be what is mounted there, or
+	// the new disk would take the store's place empty.
+	if at, ok := in.atStore(ctx); ok && at != old {
+		if f, err := in.detachDisk(ctx, old, true); f != nil || err != nil {
+			return f, err
+		}
+		if f, err := in.attachDisk(ctx, old); f != nil || err != nil {
+			return f, err
+		}
+		if at, ok := in.atStore(ctx); ok && at != old {
+			return &Failure{Error: fmt.Sprintf("persistent disk %s: the agent mounts %q at the store, not the disk to migrate from; nothing was copied", old, at)}, nil
+		}
+	}
 	cid, f, err := in.createDisk(ctx, want)
 	if f != nil || err != nil {
 		return f, err
@@ -711,14 +736,13 @@ func (in *inst) settleMigration(ctx context.Context) (*Failure, error) {
 	slices.Sort(left)
 	mounted := ""
 	if in.cur.AgentID != "" && in.responsive(ctx) {
-		raw, err := in.e().cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodListDisk)
-		var cids []string
-		if err == nil && json.Unmarshal(raw, &cids) == nil && len(cids) == 1 {
-			mounted = cids[0]
-		}
+		mounted, _ = in.atStore(ctx)
 	}
 	for _, cid := range left {
-		if cid == mounted && in.cur.DiskCID != "" {
+		// At the store is not proof enough: a new disk mounted there in the old one's
+		// stead holds nothing. migrate_disk again proves the copy (it answers success
+		// only for the disk it finished a migration on, and finishes one cut short).
+		if cid == mounted && in.cur.DiskCID != "" && in.migrated(ctx) {
 			in.e().cfg.Log.Info("finishing an interrupted disk migration", "instance", instanceName(in.cur), "from", in.cur.DiskCID, "to", cid)
 			if f, err := in.finishMigration(ctx, in.cur.DiskCID, cid); f != nil || err != nil {
 				return f, err
@@ -740,6 +764,25 @@ func (in *inst) settleMigration(ctx context.Context) (*Failure, error) {
 		}
 	}
 	return nil, nil
+}
+
+// atStore returns the disk the agent mounts at the store, and whether it could say.
+func (in *inst) atStore(ctx context.Context) (string, bool) {
+	raw, err := in.e().cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodListDisk)
+	var cids []string
+	if err != nil || json.Unmarshal(raw, &cids) != nil {
+		return "", false
+	}
+	if len(cids) == 0 {
+		return "", true
+	}
+	return cids[0], true
+}
+
+// migrated reports whether the agent's last migration ended on the disk at its store.
+func (in *inst) migrated(ctx context.Context) bool {
+	_, err := in.e().cfg.Agents.Run(ctx, in.cur.AgentID, protocol.MethodMigrateDisk)
+	return err == nil
 }
 
 // activate makes cid the instance's one active disk.

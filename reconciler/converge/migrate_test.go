@@ -125,3 +125,38 @@ func TestCrashBetweenAttachAndMount(t *testing.T) {
 	checkDisks(t, ctx, h, agents, 10)
 	h.checkNoOrphans(ctx)
 }
+
+// resizing is crashAfter on a CPI that can resize disks.
+type resizing struct {
+	*crashAfter
+	inner cpi.CPI
+}
+
+func (r resizing) ResizeDisk(ctx context.Context, cid cpi.DiskCID, mib int) error {
+	return cpi.ResizeDisk(ctx, r.inner, cid, mib)
+}
+
+// TestRevertedGrowAfterCrashKeepsData: a grow cut short between attach_disk and
+// mount_disk (the disk row already says the new size), then reverted in git with a job
+// change — a shrink by the rows' account, with nothing mounted at the store. The new disk
+// must not take the store's place empty, and the only copy of the data must survive.
+func TestRevertedGrowAfterCrashKeepsData(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
+	var crash *crashAfter
+	h, _, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI {
+		crash = &crashAfter{forward: forward{c}, method: "attach_disk", n: 1}
+		return resizing{crash, c}
+	})
+	h.deploy(ctx, spec{instances: 1, greeting: "hi", diskMiB: 10})
+	seedData(h, ctx, agents)
+	crashRun(t, ctx, h, crash, h.task(ctx, spec{instances: 1, greeting: "hi", diskMiB: 20}), nil)
+	s := spec{instances: 1, greeting: "hello", diskMiB: 10}
+	for range 2 {
+		if res := h.deploy(ctx, s); res.Failure != nil {
+			t.Fatalf("deploy after the crash: %+v", res.Failure)
+		}
+	}
+	checkDisks(t, ctx, h, agents, 10)
+	h.checkNoOrphans(ctx)
+}

@@ -124,6 +124,18 @@ func (e *Executor) recoverCreateVM(ctx context.Context, it state.Intent, vms []c
 	if it.CloudCID != "" && len(found) == 0 {
 		found = append(found, cpi.VMCID(it.CloudCID))
 	}
+	// A VM the run recorded before the director stopped is known by its row too, which
+	// matters on CPIs that cannot list VMs (most BOSH CPIs): a create-swap-delete's new VM
+	// stays unadopted while its agent boots and the old VM stops.
+	rows, err := e.cfg.Store.VMs(ctx, it.Deployment)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, row := range rows {
+		if row.AgentID == it.RequestID && !slices.Contains(found, cpi.VMCID(row.CID)) {
+			found = append(found, cpi.VMCID(row.CID))
+		}
+	}
 	if len(found) == 0 {
 		return "", errInterrupted, nil
 	}

@@ -186,3 +186,39 @@ func TestCreateSwapDeleteCrash(t *testing.T) {
 		})
 	}
 }
+
+// noList is a CPI without list_vms, as most BOSH CPIs are.
+type noList struct{ cpi.CPI }
+
+// TestCreateSwapDeleteCrashWithoutListVMs: a director stopped while the new VM's agent
+// boots, on a CPI that cannot list VMs: Recover finds the new VM by its row.
+func TestCreateSwapDeleteCrashWithoutListVMs(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 5*time.Minute)
+	h, fake, agents := newFakeHarness(t, func(c cpi.CPI) cpi.CPI { return noList{c} })
+	s := spec{instances: 1, greeting: "hi", strategy: plan.CreateSwapDelete}
+	h.deploy(ctx, s)
+	h.recreate = true
+	agents.mu.Lock()
+	agents.bootDead = true
+	agents.mu.Unlock()
+	runCtx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	if _, err := h.exec.Run(runCtx, h.task(ctx, s), h.emit); err == nil {
+		t.Fatal("the run ended before the director was stopped")
+	}
+	if err := h.exec.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	agents.mu.Lock()
+	agents.bootDead = false
+	agents.mu.Unlock()
+	h.recreate = false
+	if res := h.deploy(ctx, s); res.Failure != nil {
+		t.Fatalf("deploy after the restart: %+v", res.Failure)
+	}
+	rows, _ := h.store.VMs(ctx, h.name)
+	if len(fake.VMs()) != 1 || len(rows) != 1 {
+		t.Errorf("after the restart: %d cloud VMs, %d VM rows; want 1 each", len(fake.VMs()), len(rows))
+	}
+}
