@@ -281,13 +281,36 @@ func (r *Reconciler) checkDeployment(ctx context.Context, dr state.DeploymentRen
 
 	// Act only on items not acted on before; forget items that went away, so a drift that
 	// comes back is acted on again.
+	missing, total := 0, 0
+	for _, in := range insts {
+		if in.State != state.InstanceDetached {
+			total++
+		}
+	}
+	for _, it := range found {
+		if it.Kind == DriftVMMissing {
+			missing++
+		}
+	}
+	meltdown := ""
+	if m := r.cfg.DriftMeltdown; mode == DriftRepair && missing >= m.MinDown && float64(missing) >= m.Percent*float64(total) {
+		meltdown = fmt.Sprintf("meltdown: %d of %d VMs missing at once, so none is recreated (fix the cloud, then bosun cck)", missing, total)
+	}
+	// Missing VMs reported in a meltdown are remembered as such, not as repaired: once
+	// the meltdown is over, those still missing are recreated.
+	keyMode := func(it DriftItem) string {
+		if meltdown != "" && it.Kind == DriftVMMissing {
+			return "meltdown"
+		}
+		return mode
+	}
 	seenNow := map[string]bool{}
 	var fresh []DriftItem
 	seen := r.loadDriftSeen(ctx, dr.Deployment)
 	defer r.saveDriftSeen(ctx, dr.Deployment, seen)
 	r.driftMu.Lock()
 	for _, it := range found {
-		k := it.key(mode, vmOf[it.Instance])
+		k := it.key(keyMode(it), vmOf[it.Instance])
 		seenNow[k] = true
 		if !seen[k] {
 			fresh = append(fresh, it)
@@ -305,20 +328,7 @@ func (r *Reconciler) checkDeployment(ctx context.Context, dr state.DeploymentRen
 			d.Names = append(d.Names, it.Name)
 		}
 	}
-	missing, total := 0, 0
-	for _, in := range insts {
-		if in.State != state.InstanceDetached {
-			total++
-		}
-	}
-	for _, it := range found {
-		if it.Kind == DriftVMMissing {
-			missing++
-		}
-	}
-	meltdown := ""
-	if m := r.cfg.DriftMeltdown; mode == DriftRepair && missing >= m.MinDown && float64(missing) >= m.Percent*float64(total) {
-		meltdown = fmt.Sprintf("meltdown: %d of %d VMs missing at once, so none is recreated (fix the cloud, then bosun cck)", missing, total)
+	if meltdown != "" {
 		r.log.Warn("drift check: meltdown, reporting instead of repairing", "deployment", dr.Deployment, "missing", missing, "instances", total)
 	}
 	if mode == DriftReport || meltdown != "" {
@@ -329,7 +339,7 @@ func (r *Reconciler) checkDeployment(ctx context.Context, dr state.DeploymentRen
 		r.driftMu.Lock()
 		for _, it := range fresh {
 			if it.Task == 0 && it.Kind != DriftAgentUnresponsive {
-				delete(r.driftSeen[dr.Deployment], it.key(mode, vmOf[it.Instance]))
+				delete(r.driftSeen[dr.Deployment], it.key(keyMode(it), vmOf[it.Instance]))
 			}
 		}
 		r.driftMu.Unlock()

@@ -468,6 +468,14 @@ func TestDriftMeltdownReportsInsteadOfRecreating(t *testing.T) {
 	if again := h.check(); len(again) != 0 {
 		t.Errorf("the meltdown was acted on again: %+v", again)
 	}
+	// The meltdown ends with web/0's VM back; web/1's, still missing, is recreated now.
+	h.cloud.mu.Lock()
+	delete(h.cloud.missing, w0.VMCID)
+	h.cloud.mu.Unlock()
+	d = h.check()
+	if len(d) != 1 || d[0].Meltdown || d[0].Task == 0 || len(d[0].Names) != 1 || d[0].Names[0] != "web/1" {
+		t.Errorf("drifts once the meltdown is over = %+v; want web/1 recreated", d)
+	}
 }
 
 // TestDriftRememberedAcrossRestarts: a director that restarts while a drift lasts does

@@ -98,7 +98,9 @@ func (r *Reconciler) converge(ctx context.Context, task state.Task, rd *Rendered
 		o.Error = &status.Failure{Message: err.Error()}
 		return o, err
 	}
-	return o, r.recordApplied(ctx, task.Deployment, p, false)
+	// A resurrection plans every instance but touches only the named ones: the others'
+	// planned fingerprints are not what they run, so only what converge did counts.
+	return o, r.recordApplied(ctx, task.Deployment, p, task.Type == state.TaskResurrect)
 }
 
 // recordApplied remembers what each converged instance of plan p runs and forgets the
@@ -231,6 +233,11 @@ func (r *Reconciler) handleDeploy(ctx context.Context, task state.Task, emit fun
 		// An empty plan means every instance runs these links already (they are in its
 		// fingerprint): a consumer deployed before Bosun kept copies gets its copy here.
 		if err := r.cfg.Store.PutConsumedLinks(ctx, d.Name, foreign); err != nil {
+			return "", err
+		}
+		// What the plan adopted without a change (links fingerprints recorded before Bosun
+		// kept them) is recorded, so a later change of the links is seen.
+		if err := r.recordApplied(ctx, d.Name, p, false); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%s: nothing to change at %s", d.Name, short(params.Revision)), nil

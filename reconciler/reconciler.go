@@ -169,6 +169,9 @@ type Reconciler struct {
 	shown atomic.Pointer[Rendered]
 	// policySHA is the PolicySource head whose policies the gate holds.
 	policySHA string
+	// waiting is a head the watcher saw that could not be judged (the trusted policy
+	// source unreadable): judgeWaiting judges it again until it can be.
+	waiting source.Revision
 	// renderMu serialises renders, so the judge and task handlers never generate the same
 	// variable twice; cache holds revisions rendered recently, by sha.
 	renderMu sync.Mutex
@@ -254,11 +257,18 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 	defer wg.Wait()
 	if r.cfg.Watcher != nil {
+		wg.Go(func() { r.judgeWaiting(ctx) })
 		return r.cfg.Watcher.Run(ctx, func(ctx context.Context, rev source.Revision) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			if _, err := r.judge(ctx, rev, false); err != nil && ctx.Err() == nil {
+			_, err := r.judge(ctx, rev, false)
+			if err != nil && ctx.Err() == nil {
 				r.log.Error("judge revision", "sha", rev.Short(), "err", err)
+			}
+			// The newest head is the one to wait with; an older waiting one is superseded.
+			r.waiting = source.Revision{}
+			if errors.Is(err, errPolicySourceUnreadable) {
+				r.waiting = rev
 			}
 		})
 	}
@@ -273,6 +283,35 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// judgeWaiting judges again, every poll interval, the head the watcher saw while the
+// trusted policy source could not be read: the watcher calls only when the head moves.
+func (r *Reconciler) judgeWaiting(ctx context.Context) {
+	t := time.NewTicker(r.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		if rev := r.waiting; rev.SHA != "" {
+			_, err := r.judge(ctx, rev, false)
+			switch {
+			case ctx.Err() != nil:
+			case errors.Is(err, errPolicySourceUnreadable):
+				r.log.Warn("revision still waits for the trusted policy source", "sha", rev.Short(), "err", err)
+			default:
+				if err != nil {
+					r.log.Error("judge revision", "sha", rev.Short(), "err", err)
+				}
+				r.waiting = source.Revision{}
+			}
+		}
+		r.mu.Unlock()
 	}
 }
 
@@ -667,7 +706,9 @@ var errPolicySourceUnreadable = errors.New("the trusted policy source cannot be 
 func (r *Reconciler) trustedPolicies(ctx context.Context) error {
 	rev, _, err := r.cfg.PolicySource.Check(ctx)
 	if err == nil && rev.SHA == "" {
-		err = errors.New("the branch has no commit")
+		r.cfg.Gate.Set(nil)
+		r.policySHA = ""
+		return errors.New("the trusted policy source's branch has no commit, so nothing is accepted")
 	}
 	if err != nil {
 		r.cfg.Gate.Set(nil)

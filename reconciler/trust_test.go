@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -261,5 +263,48 @@ func TestRequiredSignaturesAcceptSSHSignedCommits(t *testing.T) {
 	gitCommit(trustedFile, "signed by CI")
 	if got := taskTypes(h.reconcile(state.RevisionAccepted).Tasks); !slices.Equal(got, []string{"deploy demo", "deploy other"}) {
 		t.Fatalf("tasks = %v", got)
+	}
+}
+
+// With the watcher (as the director runs), a head seen while the trusted policy source
+// could not be read is judged once the source is back, without another commit.
+func TestWaitingRevisionJudgedWhenPolicySourceReturns(t *testing.T) {
+	h, trusted := trustedHarness(t)
+	h.repo.commit("first", templateFiles(t))
+	h.reconcile(state.RevisionAccepted)
+	away := trusted.dir + ".away"
+	if err := os.Rename(trusted.dir, away); err != nil {
+		t.Fatal(err)
+	}
+	second := h.repo.commit("second", map[string]string{"README.md": "second\n"})
+	h.r.cfg.PollInterval = 100 * time.Millisecond
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- h.r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	time.Sleep(time.Second)
+	if _, err := h.store.Revision(h.ctx, second); err == nil {
+		t.Fatal("judged while the trusted policies could not be read")
+	}
+	if err := os.Rename(away, trusted.dir); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if rev, err := h.store.Revision(h.ctx, second); err == nil {
+			if rev.Verdict != state.RevisionAccepted {
+				t.Errorf("verdict = %q", rev.Verdict)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting head was not judged once the trusted policy source was back")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -445,7 +445,9 @@ func (pl *planner) links(p *Plan, groups []Group) {
 				continue
 			}
 			in.Applied.Links = fp
-			if old, ok := pl.oldLinks[in.ID]; ok && in.Action != Create && old != fp {
+			// An instance recorded before links were fingerprinted (no Links) adopts the
+			// fingerprint without an update: what it runs is not known to differ.
+			if old, ok := pl.oldLinks[in.ID]; ok && old != "" && in.Action != Create && old != fp {
 				in.because(Update, ReasonLinks, "changed")
 				changed = true
 			}

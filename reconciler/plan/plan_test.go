@@ -628,6 +628,14 @@ func TestLinkChangesUpdateConsumers(t *testing.T) {
 		t.Fatalf("link fingerprints: web %q, db %q", links, p.Groups[1].Instances[0].Applied.Links)
 	}
 	o := apply(p)
+	// Instances recorded before links were fingerprinted adopt the fingerprint quietly.
+	old := apply(p)
+	for i := range old.Instances {
+		old.Instances[i].Applied.Links = ""
+	}
+	if adopted := mustCompute(t, deploy(1, "default", "port=5432"), old, Options{}); !adopted.Empty() || adopted.Groups[0].Instances[0].Applied.Links != links {
+		t.Errorf("records without links fingerprints: %v, links %q", summary(adopted), adopted.Groups[0].Instances[0].Applied.Links)
+	}
 	steps := []struct {
 		name string
 		d    Desired

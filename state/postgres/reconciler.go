@@ -10,6 +10,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/state"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Judge stores a judged revision in one transaction: its verdict, the tasks it enqueues
@@ -257,14 +258,15 @@ func (s *Store) DeleteVariable(ctx context.Context, deployment, name string) (bo
 func (s *Store) ReserveAddresses(ctx context.Context, deployment string, ips map[string][]string) (map[string][]string, error) {
 	var taken map[string][]string
 	errTaken := errors.New("taken")
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	reserve := func(tx pgx.Tx) error {
+		taken = nil
 		if _, err := tx.Exec(ctx, `DELETE FROM ip_reservations WHERE deployment = $1`, deployment); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM drift_seen WHERE deployment = $1`, deployment); err != nil {
-			return err
-		}
-		for network, addrs := range ips {
+		// One order for every caller, so two deployments claiming overlapping addresses
+		// wait for each other instead of deadlocking.
+		for _, network := range slices.Sorted(maps.Keys(ips)) {
+			addrs := slices.Sorted(slices.Values(ips[network]))
 			rows, err := tx.Query(ctx, `INSERT INTO ip_reservations (network, ip, deployment)
 				SELECT $1, ip, $2 FROM unnest($3::text[]) AS ip
 				ON CONFLICT (network, ip) DO NOTHING RETURNING ip`, network, deployment, addrs)
@@ -288,7 +290,13 @@ func (s *Store) ReserveAddresses(ctx context.Context, deployment string, ips map
 			return errTaken // roll back: a plan holds all its addresses or none
 		}
 		return nil
-	})
+	}
+	var err error
+	for range 3 {
+		if err = pgx.BeginFunc(ctx, s.pool, reserve); !retryable(err) {
+			break
+		}
+	}
 	if errors.Is(err, errTaken) {
 		return taken, nil
 	}
@@ -296,6 +304,13 @@ func (s *Store) ReserveAddresses(ctx context.Context, deployment string, ips map
 		return nil, fmt.Errorf("reserve addresses of %s: %w", deployment, err)
 	}
 	return nil, nil
+}
+
+// retryable reports a transaction Postgres aborted to settle a conflict with another
+// (deadlock, serialization): running it again is the cure.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
 // ReservedAddresses returns the addresses deployments other than except reserved, by
