@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bosun-gitops/bosun/api"
+	"github.com/bosun-gitops/bosun/blobstore"
 	"github.com/bosun-gitops/bosun/blobstore/local"
 	"github.com/bosun-gitops/bosun/blobstore/signed"
 	"github.com/bosun-gitops/bosun/cpi"
@@ -185,24 +186,7 @@ func TestServeBlobstore(t *testing.T) {
 		t.Errorf("cloud agents' blobstore settings (-want +got):\n%s", diff)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("blobstore role: %v", err)
-		}
-	})
-
-	store, err := local.Open(d.blobDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dg, err := store.Put(ctx, strings.NewReader("a package"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, store, dg := serveAPackage(t, d)
 	// The agent's client, made from what its settings say.
 	client, err := signed.NewClient(caPEM)
 	if err != nil {
@@ -291,23 +275,7 @@ func TestServeBlobstoreInsecureHTTP(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d.dataDir, blobCAKeyFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a plain HTTP blobstore made a CA: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("blobstore role: %v", err)
-		}
-	})
-	store, err := local.Open(d.blobDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dg, err := store.Put(ctx, strings.NewReader("a package"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, dg := serveAPackage(t, d)
 	if err := (signed.Client{}).Download(ctx, d.blobSigner.SignGet(dg), nil, dg, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -362,4 +330,28 @@ func pemBody(t *testing.T, path string) string {
 		t.Fatalf("%s is no PEM file", path)
 	}
 	return lines[1]
+}
+
+// serveAPackage runs the director's roles until the test ends and puts "a package" in its
+// blobstore.
+func serveAPackage(t *testing.T, d *director) (context.Context, *local.Store, blobstore.Digest) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("blobstore role: %v", err)
+		}
+	})
+	store, err := local.Open(d.blobDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg, err := store.Put(ctx, strings.NewReader("a package"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, store, dg
 }
