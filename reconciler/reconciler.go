@@ -37,7 +37,7 @@ type Store interface {
 	PutAppliedInstances(ctx context.Context, put []state.AppliedInstance, forget []string) error
 	ForgetDeployment(ctx context.Context, deployment string) error
 	Instances(ctx context.Context, deployment string) ([]state.Instance, error)
-	VMs(ctx context.Context, deployment string) ([]state.VM, error)
+	VMAddresses(ctx context.Context) ([]string, error)
 	ReserveAddresses(ctx context.Context, deployment string, ips map[string][]string) (map[string][]string, error)
 	ReservedAddresses(ctx context.Context, except string) (map[string][]string, error)
 	AppliedByInstance(ctx context.Context, deployment string) (map[string]state.Applied, error)
@@ -848,7 +848,7 @@ func (r *Reconciler) observed(ctx context.Context, d *Deployment, name string) (
 		pi.VMMissing = in.VMCID == "" && in.State != state.InstanceDetached
 		o.Instances = append(o.Instances, pi)
 	}
-	if err := r.heldAddresses(ctx, name, nets, &o, all); err != nil {
+	if err := r.heldAddresses(ctx, nets, &o); err != nil {
 		return o, err
 	}
 	reserved, err := r.cfg.Store.ReservedAddresses(ctx, name)
@@ -915,7 +915,7 @@ func planAddresses(p plan.Plan) map[string][]string {
 // failed before recording it, or a VM whose instance is gone from the applied state.
 // They are marked on every network of the deployment: an address belongs to one subnet
 // anyway, so the mark costs nothing elsewhere.
-func (r *Reconciler) heldAddresses(ctx context.Context, name string, nets map[string][]string, o *plan.Observed, all []state.AppliedInstance) error {
+func (r *Reconciler) heldAddresses(ctx context.Context, nets map[string][]string, o *plan.Observed) error {
 	known := map[string]bool{}
 	for _, in := range o.Instances {
 		for _, ip := range in.IPs {
@@ -927,25 +927,14 @@ func (r *Reconciler) heldAddresses(ctx context.Context, name string, nets map[st
 			known[ip] = true
 		}
 	}
-	deployments := []string{name}
-	for _, a := range all {
-		if !slices.Contains(deployments, a.Deployment) {
-			deployments = append(deployments, a.Deployment)
-		}
+	addrs, err := r.cfg.Store.VMAddresses(ctx)
+	if err != nil {
+		return err
 	}
 	var held []string
-	for _, dep := range deployments {
-		vms, err := r.cfg.Store.VMs(ctx, dep)
-		if err != nil {
-			return err
-		}
-		for _, vm := range vms {
-			for _, ip := range vm.IPs {
-				if !known[ip] {
-					known[ip] = true
-					held = append(held, ip)
-				}
-			}
+	for _, ip := range addrs {
+		if !known[ip] {
+			held = append(held, ip)
 		}
 	}
 	if len(held) == 0 {

@@ -130,6 +130,19 @@ func (s *Store) Instances(ctx context.Context, deployment string) ([]state.Insta
 	return is, nil
 }
 
+// VMAddresses returns every address a recorded VM holds, in any deployment, once each.
+func (s *Store) VMAddresses(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ip FROM vms, unnest(ips) AS ip ORDER BY ip`)
+	if err != nil {
+		return nil, fmt.Errorf("list VM addresses: %w", err)
+	}
+	ips, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list VM addresses: %w", err)
+	}
+	return ips, nil
+}
+
 // DeleteInstance removes instance id.
 func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 	if _, err := s.pool.Exec(ctx, "DELETE FROM instances WHERE id = $1", id); err != nil {
